@@ -1,0 +1,40 @@
+// Argument checks shared by the bindings. The Python layer validates user input with friendly
+// messages first; these checks keep the private _core from ever touching memory it should not,
+// whoever calls it. Failures throw std::invalid_argument (ValueError in Python).
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <stdexcept>
+#include <string>
+
+namespace quantcore::bind {
+
+namespace py = pybind11;
+
+inline void require(bool ok, const std::string& message) {
+  if (!ok) throw std::invalid_argument(message);
+}
+
+// A C-contiguous array whose items are `itemsize` bytes; writable when `writable`.
+inline void check_buffer(const py::array& a, const char* fn, const char* arg, py::ssize_t itemsize,
+                         bool writable) {
+  require(a.itemsize() == itemsize, std::string(fn) + ": " + arg + " must have " +
+                                        std::to_string(itemsize) + "-byte items (got " +
+                                        std::to_string(a.itemsize()) + ")");
+  require((a.flags() & py::array::c_style) != 0,
+          std::string(fn) + ": " + arg + " must be C-contiguous");
+  if (writable) require(a.writeable(), std::string(fn) + ": " + arg + " must be writable");
+}
+
+template <class T>
+const T* cdata(const py::array& a) {
+  return static_cast<const T*>(a.data());
+}
+template <class T>
+T* mdata(py::array& a) {
+  return static_cast<T*>(a.mutable_data());
+}
+
+}  // namespace quantcore::bind

@@ -1,0 +1,166 @@
+#include "quantcore/parallel.h"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#if defined(__linux__)
+#include <sched.h>
+#endif
+
+namespace quantcore {
+namespace {
+
+int default_threads() {
+  if (const char* env = std::getenv("QUANTCORE_NUM_THREADS")) {
+    char* end = nullptr;
+    long n = std::strtol(env, &end, 10);
+    if (end != env && *end == '\0' && n >= 1 && n <= 1024) return static_cast<int>(n);
+  }
+#if defined(__linux__)
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+#endif
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+thread_local bool t_inside_pool_task = false;
+
+// Workers sleep on `wake_` until a job is posted. Each job owns its chunk counter, so a
+// worker still finishing an old job can never claim chunks of a newer one.
+struct Job {
+  const std::function<void(std::size_t)>* fn;
+  std::size_t n_chunks;
+  std::atomic<std::size_t> next_chunk{0};
+  std::size_t pending;  // guarded by ThreadPool::mutex_
+  std::exception_ptr error;
+};
+
+class ThreadPool {
+ public:
+  explicit ThreadPool(int n_threads) {
+    for (int i = 1; i < n_threads; ++i) workers_.emplace_back([this] { worker_loop(); });
+  }
+  ~ThreadPool() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    for (auto& t : workers_) t.join();
+  }
+  int size() const { return static_cast<int>(workers_.size()) + 1; }
+
+  void run(std::size_t n_chunks, const std::function<void(std::size_t)>& chunk_fn) {
+    std::lock_guard<std::mutex> serialize(run_mutex_);  // one job at a time
+    auto job = std::make_shared<Job>();
+    job->fn = &chunk_fn;
+    job->n_chunks = n_chunks;
+    job->pending = n_chunks;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      job_ = job;
+      ++generation_;
+    }
+    wake_.notify_all();
+    work_on(*job);
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_.wait(lock, [&] { return job->pending == 0; });
+    job_.reset();
+    if (job->error) std::rethrow_exception(job->error);
+  }
+
+ private:
+  void worker_loop() {
+    std::uint64_t seen = 0;
+    for (;;) {
+      std::shared_ptr<Job> job;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
+        if (stop_) return;
+        seen = generation_;
+        job = job_;
+      }
+      if (job) work_on(*job);
+    }
+  }
+
+  void work_on(Job& job) {
+    t_inside_pool_task = true;
+    std::size_t finished = 0;
+    for (;;) {
+      std::size_t chunk = job.next_chunk.fetch_add(1);
+      if (chunk >= job.n_chunks) break;
+      try {
+        (*job.fn)(chunk);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (!job.error) job.error = std::current_exception();
+      }
+      ++finished;
+    }
+    t_inside_pool_task = false;
+    if (finished > 0) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      job.pending -= finished;
+      if (job.pending == 0) done_.notify_all();
+    }
+  }
+
+  std::vector<std::thread> workers_;
+  std::mutex run_mutex_;
+  std::mutex mutex_;
+  std::condition_variable wake_, done_;
+  std::shared_ptr<Job> job_;
+  std::uint64_t generation_ = 0;
+  bool stop_ = false;
+};
+
+std::mutex g_pool_mutex;
+std::shared_ptr<ThreadPool> g_pool;
+
+std::shared_ptr<ThreadPool> pool() {
+  std::lock_guard<std::mutex> lock(g_pool_mutex);
+  if (!g_pool) g_pool = std::make_shared<ThreadPool>(default_threads());
+  return g_pool;
+}
+
+}  // namespace
+
+int get_num_threads() { return pool()->size(); }
+
+void set_num_threads(int n) {
+  std::lock_guard<std::mutex> lock(g_pool_mutex);
+  if (g_pool && g_pool->size() == n) return;
+  g_pool = std::make_shared<ThreadPool>(n);
+}
+
+void parallel_for(std::size_t n, std::size_t grain,
+                  const std::function<void(std::size_t, std::size_t)>& fn) {
+  if (n == 0) return;
+  grain = std::max<std::size_t>(grain, 1);
+  std::shared_ptr<ThreadPool> p = t_inside_pool_task ? nullptr : pool();
+  int threads = p ? p->size() : 1;
+  if (threads == 1 || n <= grain) {
+    fn(0, n);
+    return;
+  }
+  // A few chunks per thread balance load when one core is busy with something else.
+  std::size_t n_chunks = std::min<std::size_t>((n + grain - 1) / grain, 4 * threads);
+  std::size_t chunk = (n + n_chunks - 1) / n_chunks;
+  n_chunks = (n + chunk - 1) / chunk;
+  p->run(n_chunks, [&](std::size_t c) {
+    std::size_t begin = c * chunk;
+    fn(begin, std::min(n, begin + chunk));
+  });
+}
+
+}  // namespace quantcore
