@@ -28,3 +28,8 @@ def check_out(out: object, fn: str, shape: tuple[int, ...], dtype: np.dtype) -> 
     if not out.flags.writeable:
         raise ValueError(f"{fn}: out must be writable (got a read-only array)")
     return out
+
+
+def contiguous(a: np.ndarray) -> np.ndarray:
+    """a itself if C-contiguous, else a C-ordered copy (0-d stays 0-d, unlike ascontiguousarray)."""
+    return a if a.flags.c_contiguous else np.array(a, order="C")

@@ -46,7 +46,9 @@ def _float_view(value: float, name: str) -> Representation:
     if name in fp8.FORMATS:
         stored_arr = fp8.encode(np.array([value], np.float64), name)
     else:
-        stored_arr = np.array([value], np.float64).astype(dtype)
+        # the scalar constructors round the double once (bfloat16's array astype goes via float32)
+        with np.errstate(over="ignore"):
+            stored_arr = np.array([dtype.type(value)], dtype)
     width = 1 + e_bits + m_bits
     raw = int(stored_arr.view(np.dtype(f"u{width // 8}"))[0])
     b = format(raw, f"0{width}b")
