@@ -1,0 +1,231 @@
+// AVX2 (+F16C) GGUF kernels: one 32-value block is four 8-lane vectors; every float
+// operation is the scalar reference's, in its order (mul then add, never FMA). Only this file
+// is compiled with AVX2 flags.
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "quantcore/gguf.h"
+
+namespace quantcore::avx2 {
+namespace {
+
+constexpr uint32_t kInfBits = 0x7F800000u;
+
+inline __m256i set1(int v) { return _mm256_set1_epi32(v); }
+inline __m256i abs_bits(__m256 x) { return _mm256_and_si256(_mm256_castps_si256(x), set1(0x7FFFFFFF)); }
+
+// F16C rounds to nearest-even, as scalar::f32_to_fp16.
+inline uint16_t to_fp16(float x) {
+  return static_cast<uint16_t>(_mm_extract_epi16(_mm_cvtps_ph(_mm_set_ss(x), _MM_FROUND_TO_NEAREST_INT), 0));
+}
+inline float from_fp16(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)));
+}
+
+// Horizontal reductions of 8 lanes.
+inline uint32_t reduce_max_epu32(__m256i v) {
+  __m128i m = _mm_max_epu32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  m = _mm_max_epu32(m, _mm_shuffle_epi32(m, _MM_SHUFFLE(1, 0, 3, 2)));
+  m = _mm_max_epu32(m, _mm_shuffle_epi32(m, _MM_SHUFFLE(2, 3, 0, 1)));
+  return static_cast<uint32_t>(_mm_cvtsi128_si32(m));
+}
+inline int32_t reduce_min_epi32(__m256i v) {
+  __m128i m = _mm_min_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  m = _mm_min_epi32(m, _mm_shuffle_epi32(m, _MM_SHUFFLE(1, 0, 3, 2)));
+  m = _mm_min_epi32(m, _mm_shuffle_epi32(m, _MM_SHUFFLE(2, 3, 0, 1)));
+  return _mm_cvtsi128_si32(m);
+}
+inline int32_t reduce_max_epi32(__m256i v) {
+  __m128i m = _mm_max_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  m = _mm_max_epi32(m, _mm_shuffle_epi32(m, _MM_SHUFFLE(1, 0, 3, 2)));
+  m = _mm_max_epi32(m, _mm_shuffle_epi32(m, _MM_SHUFFLE(2, 3, 0, 1)));
+  return _mm_cvtsi128_si32(m);
+}
+
+// One block in four vectors: its values and their |x| bits.
+struct Block32 {
+  __m256 x[4];
+  __m256i a[4];
+  explicit Block32(const float* p) {
+    for (int k = 0; k < 4; ++k) {
+      x[k] = _mm256_loadu_ps(p + 8 * k);
+      a[k] = abs_bits(x[k]);
+    }
+  }
+  uint32_t amax() const {
+    return reduce_max_epu32(_mm256_max_epu32(_mm256_max_epu32(a[0], a[1]), _mm256_max_epu32(a[2], a[3])));
+  }
+  // First index whose |x| bits equal `bits` (numpy's argmax).
+  unsigned first_index_of(uint32_t bits) const {
+    const __m256i m = set1(static_cast<int>(bits));
+    uint32_t hits = 0;
+    for (int k = 0; k < 4; ++k)
+      hits |= static_cast<uint32_t>(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(a[k], m)))) << (8 * k);
+    return static_cast<unsigned>(__builtin_ctz(hits));
+  }
+};
+
+// 4-bit codes: truncate (NaN and overflow give INT32_MIN, as scalar) and clamp to 0..15.
+inline __m256i nibble_codes(__m256 v) {
+  return _mm256_max_epi32(_mm256_setzero_si256(), _mm256_min_epi32(_mm256_cvttps_epi32(v), set1(15)));
+}
+
+// Codes of values 0..15 (c[0], c[1]) in the low nibbles, 16..31 (c[2], c[3]) in the high ones.
+inline void store_nibbles(const __m256i c[4], uint8_t* qs) {
+  const __m256i b0 = _mm256_or_si256(c[0], _mm256_slli_epi32(c[2], 4));
+  const __m256i b1 = _mm256_or_si256(c[1], _mm256_slli_epi32(c[3], 4));
+  // packus works per 128-bit half: reorder the 64-bit quarters to get values 0..15 in order.
+  const __m256i w = _mm256_permute4x64_epi64(_mm256_packus_epi32(b0, b1), _MM_SHUFFLE(3, 1, 2, 0));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(qs),
+                   _mm_packus_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1)));
+}
+
+// Ordered integer keys (see scalar): -0.0 sorts below +0.0.
+inline __m256i ordered_key(__m256 x) {
+  const __m256i b = _mm256_castps_si256(x);
+  return _mm256_xor_si256(b, _mm256_and_si256(_mm256_srai_epi32(b, 31), set1(0x7FFFFFFF)));
+}
+inline float key_to_float(int32_t k) {
+  const uint32_t b = static_cast<uint32_t>(k ^ ((k >> 31) & 0x7FFFFFFF));
+  float x;
+  std::memcpy(&x, &b, 4);
+  return x;
+}
+
+// Round half away from zero, then to int32 (NaN and inf give INT32_MIN); see scalar.
+inline __m256i round_away(__m256 v) {
+  const __m256 sign_mask = _mm256_castsi256_ps(set1(INT32_MIN));
+  const __m256 mag = _mm256_andnot_ps(sign_mask, v);
+  const __m256 whole = _mm256_round_ps(mag, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  const __m256 up = _mm256_cmp_ps(_mm256_sub_ps(mag, whole), _mm256_set1_ps(0.5f), _CMP_GE_OQ);
+  const __m256 r = _mm256_add_ps(whole, _mm256_and_ps(up, _mm256_set1_ps(1.0f)));
+  return _mm256_cvttps_epi32(_mm256_or_ps(r, _mm256_and_ps(v, sign_mask)));
+}
+
+// 8 nibbles (low or high half of 8 bytes of qs) as 8 int32 lanes.
+inline __m256i unpack_nibbles8(__m128i qs8, bool high) {
+  const __m128i n = high ? _mm_srli_epi16(qs8, 4) : qs8;
+  return _mm256_cvtepu8_epi32(_mm_and_si128(n, _mm_set1_epi8(0x0F)));
+}
+
+// The four 8-value groups of a nibble block, in value order: q[k] holds values 8k..8k+7.
+inline void unpack_block_nibbles(const uint8_t* qs, __m256i q[4]) {
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+  const __m128i upper = _mm_srli_si128(v, 8);
+  q[0] = unpack_nibbles8(v, false);
+  q[1] = unpack_nibbles8(upper, false);
+  q[2] = unpack_nibbles8(v, true);
+  q[3] = unpack_nibbles8(upper, true);
+}
+
+}  // namespace
+
+std::size_t quantize_q4_0(const float* src, uint8_t* dst, std::size_t n_blocks) {
+  for (std::size_t i = 0; i < n_blocks; ++i) {
+    const float* x = src + i * kQK;
+    const Block32 blk(x);
+    const uint32_t amax = blk.amax();
+    if (amax >= kInfBits) return i;
+    const float d = x[blk.first_index_of(amax)] / -8.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    uint8_t* b = dst + i * sizeof(BlockQ4_0);
+    const uint16_t dh = to_fp16(d);
+    std::memcpy(b + offsetof(BlockQ4_0, d), &dh, 2);
+    const __m256 vid = _mm256_set1_ps(id), bias = _mm256_set1_ps(8.5f);
+    __m256i c[4];
+    for (int k = 0; k < 4; ++k) c[k] = nibble_codes(_mm256_add_ps(_mm256_mul_ps(blk.x[k], vid), bias));
+    store_nibbles(c, b + offsetof(BlockQ4_0, qs));
+  }
+  return n_blocks;
+}
+
+std::size_t quantize_q4_1(const float* src, uint8_t* dst, std::size_t n_blocks) {
+  for (std::size_t i = 0; i < n_blocks; ++i) {
+    const Block32 blk(src + i * kQK);
+    if (blk.amax() >= kInfBits) return i;
+    __m256i kmin = ordered_key(blk.x[0]), kmax = kmin;
+    for (int k = 1; k < 4; ++k) {
+      const __m256i key = ordered_key(blk.x[k]);
+      kmin = _mm256_min_epi32(kmin, key);
+      kmax = _mm256_max_epi32(kmax, key);
+    }
+    const float min = key_to_float(reduce_min_epi32(kmin)), max = key_to_float(reduce_max_epi32(kmax));
+    const float d = (max - min) / 15.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    uint8_t* b = dst + i * sizeof(BlockQ4_1);
+    const uint16_t dh = to_fp16(d), mh = to_fp16(min);
+    std::memcpy(b + offsetof(BlockQ4_1, d), &dh, 2);
+    std::memcpy(b + offsetof(BlockQ4_1, m), &mh, 2);
+    const __m256 vmin = _mm256_set1_ps(min), vid = _mm256_set1_ps(id), half = _mm256_set1_ps(0.5f);
+    __m256i c[4];
+    for (int k = 0; k < 4; ++k)
+      c[k] = nibble_codes(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(blk.x[k], vmin), vid), half));
+    store_nibbles(c, b + offsetof(BlockQ4_1, qs));
+  }
+  return n_blocks;
+}
+
+std::size_t quantize_q8_0(const float* src, uint8_t* dst, std::size_t n_blocks) {
+  for (std::size_t i = 0; i < n_blocks; ++i) {
+    const Block32 blk(src + i * kQK);
+    const uint32_t amax = blk.amax();
+    if (amax >= kInfBits) return i;
+    float amax_f;
+    std::memcpy(&amax_f, &amax, 4);
+    const float d = amax_f / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    uint8_t* b = dst + i * sizeof(BlockQ8_0);
+    const uint16_t dh = to_fp16(d);
+    std::memcpy(b + offsetof(BlockQ8_0, d), &dh, 2);
+    const __m256 vid = _mm256_set1_ps(id);
+    // Keep the low byte of each int32 (INT32_MIN from NaN becomes 0, as in scalar); after the
+    // mask the unsigned saturating packs are exact.
+    __m256i q[4];
+    for (int k = 0; k < 4; ++k) q[k] = _mm256_and_si256(round_away(_mm256_mul_ps(blk.x[k], vid)), set1(0xFF));
+    const __m256i bytes = _mm256_packus_epi16(_mm256_packus_epi32(q[0], q[1]), _mm256_packus_epi32(q[2], q[3]));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(b + offsetof(BlockQ8_0, qs)),
+                        _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+  }
+  return n_blocks;
+}
+
+void dequantize_q4_0(const uint8_t* src, float* dst, std::size_t n_blocks) {
+  const __m256i eight = set1(8);
+  for (std::size_t i = 0; i < n_blocks; ++i) {
+    const uint8_t* b = src + i * sizeof(BlockQ4_0);
+    const __m256 d = _mm256_set1_ps(from_fp16(b + offsetof(BlockQ4_0, d)));
+    __m256i q[4];
+    unpack_block_nibbles(b + offsetof(BlockQ4_0, qs), q);
+    for (int k = 0; k < 4; ++k)
+      _mm256_storeu_ps(dst + i * kQK + 8 * k, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(q[k], eight))));
+  }
+}
+
+void dequantize_q4_1(const uint8_t* src, float* dst, std::size_t n_blocks) {
+  for (std::size_t i = 0; i < n_blocks; ++i) {
+    const uint8_t* b = src + i * sizeof(BlockQ4_1);
+    const __m256 d = _mm256_set1_ps(from_fp16(b + offsetof(BlockQ4_1, d)));
+    const __m256 m = _mm256_set1_ps(from_fp16(b + offsetof(BlockQ4_1, m)));
+    __m256i q[4];
+    unpack_block_nibbles(b + offsetof(BlockQ4_1, qs), q);
+    for (int k = 0; k < 4; ++k)
+      _mm256_storeu_ps(dst + i * kQK + 8 * k, _mm256_add_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(q[k])), m));
+  }
+}
+
+void dequantize_q8_0(const uint8_t* src, float* dst, std::size_t n_blocks) {
+  for (std::size_t i = 0; i < n_blocks; ++i) {
+    const uint8_t* b = src + i * sizeof(BlockQ8_0);
+    const __m256 d = _mm256_set1_ps(from_fp16(b + offsetof(BlockQ8_0, d)));
+    const uint8_t* qs = b + offsetof(BlockQ8_0, qs);
+    for (int k = 0; k < 4; ++k) {
+      const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(qs + 8 * k));
+      _mm256_storeu_ps(dst + i * kQK + 8 * k, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q))));
+    }
+  }
+}
+
+}  // namespace quantcore::avx2
