@@ -15,10 +15,7 @@ constexpr uint32_t kInfBits = 0x7F800000u;
 inline __m256i set1(int v) { return _mm256_set1_epi32(v); }
 inline __m256i abs_bits(__m256 x) { return _mm256_and_si256(_mm256_castps_si256(x), set1(0x7FFFFFFF)); }
 
-// F16C rounds to nearest-even, as scalar::f32_to_fp16.
-inline uint16_t to_fp16(float x) {
-  return static_cast<uint16_t>(_mm_extract_epi16(_mm_cvtps_ph(_mm_set_ss(x), _MM_FROUND_TO_NEAREST_INT), 0));
-}
+// F16C's fp16 conversions round to nearest-even, as scalar::f32_to_fp16.
 inline float from_fp16(const uint8_t* p) {
   uint16_t h;
   std::memcpy(&h, p, 2);
@@ -95,14 +92,12 @@ inline float key_to_float(int32_t k) {
   return x;
 }
 
-// Round half away from zero, then to int32 (NaN and inf give INT32_MIN); see scalar.
+// Round half away from zero, then to int32: trunc(v + copysign(0.49999997, v)); see the AVX-512
+// file for why this equals scalar's rule. NaN and +-inf give INT32_MIN, as in scalar.
 inline __m256i round_away(__m256 v) {
-  const __m256 sign_mask = _mm256_castsi256_ps(set1(INT32_MIN));
-  const __m256 mag = _mm256_andnot_ps(sign_mask, v);
-  const __m256 whole = _mm256_round_ps(mag, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-  const __m256 up = _mm256_cmp_ps(_mm256_sub_ps(mag, whole), _mm256_set1_ps(0.5f), _CMP_GE_OQ);
-  const __m256 r = _mm256_add_ps(whole, _mm256_and_ps(up, _mm256_set1_ps(1.0f)));
-  return _mm256_cvttps_epi32(_mm256_or_ps(r, _mm256_and_ps(v, sign_mask)));
+  const __m256i sign = _mm256_and_si256(_mm256_castps_si256(v), set1(INT32_MIN));
+  const __m256 nudge = _mm256_castsi256_ps(_mm256_or_si256(sign, set1(0x3EFFFFFF)));  // 0.49999997
+  return _mm256_cvttps_epi32(_mm256_add_ps(v, nudge));
 }
 
 // 8 nibbles (low or high half of 8 bytes of qs) as 8 int32 lanes.
@@ -123,73 +118,130 @@ inline void unpack_block_nibbles(const uint8_t* qs, __m256i q[4]) {
 
 }  // namespace
 
+// The quantizers work on groups of 8 blocks in three passes, as the AVX-512 ones do (see
+// there): per-block statistics, then d, 1 / d and fp16 fields as one vector, then the codes.
+// Leftover blocks, and a group holding NaN or inf, go to the scalar reference.
+constexpr std::size_t kGroup = 8;
+
+inline void store_fp16x8(__m256 v, uint16_t* out) {
+  _mm_store_si128(reinterpret_cast<__m128i*>(out), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+}
+
+// 1 / d, or 0 where d == 0 (d is never NaN here).
+inline __m256 inverse_or_zero(__m256 d) {
+  const __m256 nonzero = _mm256_cmp_ps(d, _mm256_setzero_ps(), _CMP_NEQ_OQ);
+  return _mm256_and_ps(nonzero, _mm256_div_ps(_mm256_set1_ps(1.0f), d));
+}
+
 std::size_t quantize_q4_0(const float* src, uint8_t* dst, std::size_t n_blocks) {
-  for (std::size_t i = 0; i < n_blocks; ++i) {
+  std::size_t i = 0;
+  for (; i + kGroup <= n_blocks; i += kGroup) {
     const float* x = src + i * kQK;
-    const Block32 blk(x);
-    const uint32_t amax = blk.amax();
-    if (amax >= kInfBits) return i;
-    const float d = x[blk.first_index_of(amax)] / -8.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    uint8_t* b = dst + i * sizeof(BlockQ4_0);
-    const uint16_t dh = to_fp16(d);
-    std::memcpy(b + offsetof(BlockQ4_0, d), &dh, 2);
-    const __m256 vid = _mm256_set1_ps(id), bias = _mm256_set1_ps(8.5f);
-    __m256i c[4];
-    for (int k = 0; k < 4; ++k) c[k] = nibble_codes(_mm256_add_ps(_mm256_mul_ps(blk.x[k], vid), bias));
-    store_nibbles(c, b + offsetof(BlockQ4_0, qs));
+    alignas(32) float max[kGroup];
+    uint32_t worst = 0;
+    for (std::size_t b = 0; b < kGroup; ++b) {
+      const Block32 blk(x + b * kQK);
+      const uint32_t amax = blk.amax();
+      worst = amax > worst ? amax : worst;
+      max[b] = x[b * kQK + blk.first_index_of(amax)];
+    }
+    if (worst >= kInfBits) break;
+    // max / -8 == max * -0.125 exactly (a power of two), including subnormal results.
+    const __m256 d = _mm256_mul_ps(_mm256_load_ps(max), _mm256_set1_ps(-0.125f));
+    alignas(32) float id[kGroup];
+    _mm256_store_ps(id, inverse_or_zero(d));
+    alignas(16) uint16_t dh[kGroup];
+    store_fp16x8(d, dh);
+    const __m256 bias = _mm256_set1_ps(8.5f);
+    for (std::size_t b = 0; b < kGroup; ++b) {
+      const __m256 vid = _mm256_set1_ps(id[b]);
+      uint8_t* out = dst + (i + b) * sizeof(BlockQ4_0);
+      std::memcpy(out + offsetof(BlockQ4_0, d), &dh[b], 2);
+      __m256i c[4];
+      for (int k = 0; k < 4; ++k)
+        c[k] = nibble_codes(_mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(x + b * kQK + 8 * k), vid), bias));
+      store_nibbles(c, out + offsetof(BlockQ4_0, qs));
+    }
   }
-  return n_blocks;
+  return i + scalar::quantize_q4_0(src + i * kQK, dst + i * sizeof(BlockQ4_0), n_blocks - i);
 }
 
 std::size_t quantize_q4_1(const float* src, uint8_t* dst, std::size_t n_blocks) {
-  for (std::size_t i = 0; i < n_blocks; ++i) {
-    const Block32 blk(src + i * kQK);
-    if (blk.amax() >= kInfBits) return i;
-    __m256i kmin = ordered_key(blk.x[0]), kmax = kmin;
-    for (int k = 1; k < 4; ++k) {
-      const __m256i key = ordered_key(blk.x[k]);
-      kmin = _mm256_min_epi32(kmin, key);
-      kmax = _mm256_max_epi32(kmax, key);
+  std::size_t i = 0;
+  for (; i + kGroup <= n_blocks; i += kGroup) {
+    const float* x = src + i * kQK;
+    alignas(32) float min[kGroup], max[kGroup];
+    uint32_t worst = 0;
+    for (std::size_t b = 0; b < kGroup; ++b) {
+      const Block32 blk(x + b * kQK);
+      const uint32_t amax = blk.amax();
+      worst = amax > worst ? amax : worst;
+      __m256i kmin = ordered_key(blk.x[0]), kmax = kmin;
+      for (int k = 1; k < 4; ++k) {
+        const __m256i key = ordered_key(blk.x[k]);
+        kmin = _mm256_min_epi32(kmin, key);
+        kmax = _mm256_max_epi32(kmax, key);
+      }
+      min[b] = key_to_float(reduce_min_epi32(kmin));
+      max[b] = key_to_float(reduce_max_epi32(kmax));
     }
-    const float min = key_to_float(reduce_min_epi32(kmin)), max = key_to_float(reduce_max_epi32(kmax));
-    const float d = (max - min) / 15.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    uint8_t* b = dst + i * sizeof(BlockQ4_1);
-    const uint16_t dh = to_fp16(d), mh = to_fp16(min);
-    std::memcpy(b + offsetof(BlockQ4_1, d), &dh, 2);
-    std::memcpy(b + offsetof(BlockQ4_1, m), &mh, 2);
-    const __m256 vmin = _mm256_set1_ps(min), vid = _mm256_set1_ps(id), half = _mm256_set1_ps(0.5f);
-    __m256i c[4];
-    for (int k = 0; k < 4; ++k)
-      c[k] = nibble_codes(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(blk.x[k], vmin), vid), half));
-    store_nibbles(c, b + offsetof(BlockQ4_1, qs));
+    if (worst >= kInfBits) break;
+    const __m256 vmin = _mm256_load_ps(min);
+    const __m256 d = _mm256_div_ps(_mm256_sub_ps(_mm256_load_ps(max), vmin), _mm256_set1_ps(15.0f));
+    alignas(32) float id[kGroup];
+    _mm256_store_ps(id, inverse_or_zero(d));
+    alignas(16) uint16_t dh[kGroup], mh[kGroup];
+    store_fp16x8(d, dh);
+    store_fp16x8(vmin, mh);
+    const __m256 half = _mm256_set1_ps(0.5f);
+    for (std::size_t b = 0; b < kGroup; ++b) {
+      const __m256 bmin = _mm256_set1_ps(min[b]), vid = _mm256_set1_ps(id[b]);
+      uint8_t* out = dst + (i + b) * sizeof(BlockQ4_1);
+      std::memcpy(out + offsetof(BlockQ4_1, d), &dh[b], 2);
+      std::memcpy(out + offsetof(BlockQ4_1, m), &mh[b], 2);
+      __m256i c[4];
+      for (int k = 0; k < 4; ++k) {
+        const __m256 v = _mm256_sub_ps(_mm256_loadu_ps(x + b * kQK + 8 * k), bmin);
+        c[k] = nibble_codes(_mm256_add_ps(_mm256_mul_ps(v, vid), half));
+      }
+      store_nibbles(c, out + offsetof(BlockQ4_1, qs));
+    }
   }
-  return n_blocks;
+  return i + scalar::quantize_q4_1(src + i * kQK, dst + i * sizeof(BlockQ4_1), n_blocks - i);
 }
 
 std::size_t quantize_q8_0(const float* src, uint8_t* dst, std::size_t n_blocks) {
-  for (std::size_t i = 0; i < n_blocks; ++i) {
-    const Block32 blk(src + i * kQK);
-    const uint32_t amax = blk.amax();
-    if (amax >= kInfBits) return i;
-    float amax_f;
-    std::memcpy(&amax_f, &amax, 4);
-    const float d = amax_f / 127.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    uint8_t* b = dst + i * sizeof(BlockQ8_0);
-    const uint16_t dh = to_fp16(d);
-    std::memcpy(b + offsetof(BlockQ8_0, d), &dh, 2);
-    const __m256 vid = _mm256_set1_ps(id);
-    // Keep the low byte of each int32 (INT32_MIN from NaN becomes 0, as in scalar); after the
-    // mask the unsigned saturating packs are exact.
-    __m256i q[4];
-    for (int k = 0; k < 4; ++k) q[k] = _mm256_and_si256(round_away(_mm256_mul_ps(blk.x[k], vid)), set1(0xFF));
-    const __m256i bytes = _mm256_packus_epi16(_mm256_packus_epi32(q[0], q[1]), _mm256_packus_epi32(q[2], q[3]));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(b + offsetof(BlockQ8_0, qs)),
-                        _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+  std::size_t i = 0;
+  for (; i + kGroup <= n_blocks; i += kGroup) {
+    const float* x = src + i * kQK;
+    alignas(32) uint32_t amax[kGroup];
+    uint32_t worst = 0;
+    for (std::size_t b = 0; b < kGroup; ++b) {
+      amax[b] = Block32(x + b * kQK).amax();
+      worst = amax[b] > worst ? amax[b] : worst;
+    }
+    if (worst >= kInfBits) break;
+    const __m256 d = _mm256_div_ps(_mm256_castsi256_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(amax))),
+                                   _mm256_set1_ps(127.0f));
+    alignas(32) float id[kGroup];
+    _mm256_store_ps(id, inverse_or_zero(d));
+    alignas(16) uint16_t dh[kGroup];
+    store_fp16x8(d, dh);
+    for (std::size_t b = 0; b < kGroup; ++b) {
+      const __m256 vid = _mm256_set1_ps(id[b]);
+      uint8_t* out = dst + (i + b) * sizeof(BlockQ8_0);
+      std::memcpy(out + offsetof(BlockQ8_0, d), &dh[b], 2);
+      // Keep the low byte of each int32 (INT32_MIN from NaN becomes 0, as in scalar); after the
+      // mask the unsigned saturating packs are exact.
+      __m256i q[4];
+      for (int k = 0; k < 4; ++k)
+        q[k] = _mm256_and_si256(round_away(_mm256_mul_ps(_mm256_loadu_ps(x + b * kQK + 8 * k), vid)), set1(0xFF));
+      const __m256i bytes = _mm256_packus_epi16(_mm256_packus_epi32(q[0], q[1]), _mm256_packus_epi32(q[2], q[3]));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + offsetof(BlockQ8_0, qs)),
+                          _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+    }
   }
-  return n_blocks;
+  return i + scalar::quantize_q8_0(src + i * kQK, dst + i * sizeof(BlockQ8_0), n_blocks - i);
 }
 
 void dequantize_q4_0(const uint8_t* src, float* dst, std::size_t n_blocks) {

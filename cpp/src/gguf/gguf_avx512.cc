@@ -15,10 +15,7 @@ constexpr uint32_t kInfBits = 0x7F800000u;
 
 inline __m512i abs_bits(__m512 x) { return _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(0x7FFFFFFF)); }
 
-// The fp16 conversions F16C does in hardware round to nearest-even, as scalar::f32_to_fp16.
-inline uint16_t to_fp16(float x) {
-  return static_cast<uint16_t>(_mm_extract_epi16(_mm_cvtps_ph(_mm_set_ss(x), _MM_FROUND_TO_NEAREST_INT), 0));
-}
+// F16C's fp16 conversions round to nearest-even, as scalar::f32_to_fp16.
 inline float from_fp16(const uint8_t* p) {
   uint16_t h;
   std::memcpy(&h, p, 2);
@@ -58,14 +55,14 @@ inline float key_to_float(int32_t k) {
   return x;
 }
 
-// Round half away from zero, then to int32 (NaN and inf give INT32_MIN); see scalar.
+// Round half away from zero, then to int32: trunc(v + copysign(0.49999997, v)). With the
+// largest float below 0.5 the sum never rounds up across an integer, so this equals scalar's
+// floor-based rule for every float32 (checked exhaustively for |v| <= 129; q8_0 has
+// |v| <= 127 + ulps); NaN and +-inf give INT32_MIN, as in scalar.
 inline __m512i round_away(__m512 v) {
-  const __m512 sign = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(INT32_MIN)));
-  const __m512 mag = _mm512_abs_ps(v);
-  const __m512 whole = _mm512_roundscale_ps(mag, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-  const __mmask16 up = _mm512_cmp_ps_mask(_mm512_sub_ps(mag, whole), _mm512_set1_ps(0.5f), _CMP_GE_OQ);
-  const __m512 r = _mm512_mask_add_ps(whole, up, whole, _mm512_set1_ps(1.0f));
-  return _mm512_cvttps_epi32(_mm512_or_ps(r, sign));
+  const __m512i sign = _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(INT32_MIN));
+  const __m512 nudge = _mm512_castsi512_ps(_mm512_or_si512(sign, _mm512_set1_epi32(0x3EFFFFFF)));  // 0.49999997
+  return _mm512_cvttps_epi32(_mm512_add_ps(v, nudge));
 }
 
 // 16 nibbles of qs (low or high half) as 16 int32 lanes.
@@ -76,68 +73,114 @@ inline __m512i unpack_nibbles(__m128i qs, bool high) {
 
 }  // namespace
 
+// The quantizers work on groups of 16 blocks in three passes: (1) per block, the statistics
+// (largest |x| and its signed value, or min and max); (2) d, 1 / d and the fp16 fields of all
+// 16 blocks in one vector each; (3) per block, the codes. The passes break the long
+// reduce -> divide -> encode dependency chain of a block-at-a-time loop. Leftover blocks, and
+// a group holding NaN or inf, go to the scalar reference (which stops at the bad block).
+constexpr std::size_t kGroup = 16;
+
 std::size_t quantize_q4_0(const float* src, uint8_t* dst, std::size_t n_blocks) {
-  for (std::size_t i = 0; i < n_blocks; ++i) {
+  std::size_t i = 0;
+  for (; i + kGroup <= n_blocks; i += kGroup) {
     const float* x = src + i * kQK;
-    const __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
-    unsigned at;
-    if (block_amax(abs_bits(x0), abs_bits(x1), &at) >= kInfBits) return i;
-    const float d = x[at] / -8.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    uint8_t* b = dst + i * sizeof(BlockQ4_0);
-    const uint16_t dh = to_fp16(d);
-    std::memcpy(b + offsetof(BlockQ4_0, d), &dh, 2);
-    const __m512 vid = _mm512_set1_ps(id), bias = _mm512_set1_ps(8.5f);
-    store_nibbles(nibble_codes(_mm512_add_ps(_mm512_mul_ps(x0, vid), bias)),
-                  nibble_codes(_mm512_add_ps(_mm512_mul_ps(x1, vid), bias)), b + offsetof(BlockQ4_0, qs));
+    alignas(64) float max[kGroup];
+    uint32_t worst = 0;
+    for (std::size_t b = 0; b < kGroup; ++b) {
+      unsigned at;
+      const uint32_t amax = block_amax(abs_bits(_mm512_loadu_ps(x + b * kQK)), abs_bits(_mm512_loadu_ps(x + b * kQK + 16)), &at);
+      worst = amax > worst ? amax : worst;
+      max[b] = x[b * kQK + at];
+    }
+    if (worst >= kInfBits) break;
+    // max / -8 == max * -0.125 exactly (a power of two), including subnormal results.
+    const __m512 d = _mm512_mul_ps(_mm512_load_ps(max), _mm512_set1_ps(-0.125f));
+    const __mmask16 nonzero = _mm512_cmp_ps_mask(d, _mm512_setzero_ps(), _CMP_NEQ_OQ);
+    alignas(64) float id[kGroup];
+    _mm512_store_ps(id, _mm512_maskz_div_ps(nonzero, _mm512_set1_ps(1.0f), d));
+    alignas(32) uint16_t dh[kGroup];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(dh), _mm512_cvtps_ph(d, _MM_FROUND_TO_NEAREST_INT));
+    const __m512 bias = _mm512_set1_ps(8.5f);
+    for (std::size_t b = 0; b < kGroup; ++b) {
+      const __m512 vid = _mm512_set1_ps(id[b]);
+      uint8_t* out = dst + (i + b) * sizeof(BlockQ4_0);
+      std::memcpy(out + offsetof(BlockQ4_0, d), &dh[b], 2);
+      store_nibbles(nibble_codes(_mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(x + b * kQK), vid), bias)),
+                    nibble_codes(_mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(x + b * kQK + 16), vid), bias)),
+                    out + offsetof(BlockQ4_0, qs));
+    }
   }
-  return n_blocks;
+  return i + scalar::quantize_q4_0(src + i * kQK, dst + i * sizeof(BlockQ4_0), n_blocks - i);
 }
 
 std::size_t quantize_q4_1(const float* src, uint8_t* dst, std::size_t n_blocks) {
-  for (std::size_t i = 0; i < n_blocks; ++i) {
+  std::size_t i = 0;
+  for (; i + kGroup <= n_blocks; i += kGroup) {
     const float* x = src + i * kQK;
-    const __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
-    const uint32_t amax = _mm512_reduce_max_epu32(_mm512_max_epu32(abs_bits(x0), abs_bits(x1)));
-    if (amax >= kInfBits) return i;
-    const __m512i k0 = ordered_key(x0), k1 = ordered_key(x1);
-    const float min = key_to_float(_mm512_reduce_min_epi32(_mm512_min_epi32(k0, k1)));
-    const float max = key_to_float(_mm512_reduce_max_epi32(_mm512_max_epi32(k0, k1)));
-    const float d = (max - min) / 15.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    uint8_t* b = dst + i * sizeof(BlockQ4_1);
-    const uint16_t dh = to_fp16(d), mh = to_fp16(min);
-    std::memcpy(b + offsetof(BlockQ4_1, d), &dh, 2);
-    std::memcpy(b + offsetof(BlockQ4_1, m), &mh, 2);
-    const __m512 vmin = _mm512_set1_ps(min), vid = _mm512_set1_ps(id), half = _mm512_set1_ps(0.5f);
-    store_nibbles(nibble_codes(_mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(x0, vmin), vid), half)),
-                  nibble_codes(_mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(x1, vmin), vid), half)),
-                  b + offsetof(BlockQ4_1, qs));
+    alignas(64) float min[kGroup], max[kGroup];
+    uint32_t worst = 0;
+    for (std::size_t b = 0; b < kGroup; ++b) {
+      const __m512 x0 = _mm512_loadu_ps(x + b * kQK), x1 = _mm512_loadu_ps(x + b * kQK + 16);
+      const uint32_t amax = _mm512_reduce_max_epu32(_mm512_max_epu32(abs_bits(x0), abs_bits(x1)));
+      worst = amax > worst ? amax : worst;
+      const __m512i k0 = ordered_key(x0), k1 = ordered_key(x1);
+      min[b] = key_to_float(_mm512_reduce_min_epi32(_mm512_min_epi32(k0, k1)));
+      max[b] = key_to_float(_mm512_reduce_max_epi32(_mm512_max_epi32(k0, k1)));
+    }
+    if (worst >= kInfBits) break;
+    const __m512 vmin = _mm512_load_ps(min);
+    const __m512 d = _mm512_div_ps(_mm512_sub_ps(_mm512_load_ps(max), vmin), _mm512_set1_ps(15.0f));
+    const __mmask16 nonzero = _mm512_cmp_ps_mask(d, _mm512_setzero_ps(), _CMP_NEQ_OQ);
+    alignas(64) float id[kGroup];
+    _mm512_store_ps(id, _mm512_maskz_div_ps(nonzero, _mm512_set1_ps(1.0f), d));
+    alignas(32) uint16_t dh[kGroup], mh[kGroup];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(dh), _mm512_cvtps_ph(d, _MM_FROUND_TO_NEAREST_INT));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(mh), _mm512_cvtps_ph(vmin, _MM_FROUND_TO_NEAREST_INT));
+    const __m512 half = _mm512_set1_ps(0.5f);
+    for (std::size_t b = 0; b < kGroup; ++b) {
+      const __m512 bmin = _mm512_set1_ps(min[b]), vid = _mm512_set1_ps(id[b]);
+      uint8_t* out = dst + (i + b) * sizeof(BlockQ4_1);
+      std::memcpy(out + offsetof(BlockQ4_1, d), &dh[b], 2);
+      std::memcpy(out + offsetof(BlockQ4_1, m), &mh[b], 2);
+      const __m512 x0 = _mm512_loadu_ps(x + b * kQK), x1 = _mm512_loadu_ps(x + b * kQK + 16);
+      store_nibbles(nibble_codes(_mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(x0, bmin), vid), half)),
+                    nibble_codes(_mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(x1, bmin), vid), half)),
+                    out + offsetof(BlockQ4_1, qs));
+    }
   }
-  return n_blocks;
+  return i + scalar::quantize_q4_1(src + i * kQK, dst + i * sizeof(BlockQ4_1), n_blocks - i);
 }
 
 std::size_t quantize_q8_0(const float* src, uint8_t* dst, std::size_t n_blocks) {
-  for (std::size_t i = 0; i < n_blocks; ++i) {
+  std::size_t i = 0;
+  for (; i + kGroup <= n_blocks; i += kGroup) {
     const float* x = src + i * kQK;
-    const __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
-    const uint32_t amax = _mm512_reduce_max_epu32(_mm512_max_epu32(abs_bits(x0), abs_bits(x1)));
-    if (amax >= kInfBits) return i;
-    float amax_f;
-    std::memcpy(&amax_f, &amax, 4);
-    const float d = amax_f / 127.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    uint8_t* b = dst + i * sizeof(BlockQ8_0);
-    const uint16_t dh = to_fp16(d);
-    std::memcpy(b + offsetof(BlockQ8_0, d), &dh, 2);
-    const __m512 vid = _mm512_set1_ps(id);
-    // vpmovdb keeps the low byte: INT32_MIN (from NaN) becomes 0, as in scalar.
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(b + offsetof(BlockQ8_0, qs)),
-                     _mm512_cvtepi32_epi8(round_away(_mm512_mul_ps(x0, vid))));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(b + offsetof(BlockQ8_0, qs) + 16),
-                     _mm512_cvtepi32_epi8(round_away(_mm512_mul_ps(x1, vid))));
+    alignas(64) uint32_t amax[kGroup];
+    uint32_t worst = 0;
+    for (std::size_t b = 0; b < kGroup; ++b) {
+      const __m512i a = _mm512_max_epu32(abs_bits(_mm512_loadu_ps(x + b * kQK)), abs_bits(_mm512_loadu_ps(x + b * kQK + 16)));
+      amax[b] = _mm512_reduce_max_epu32(a);
+      worst = amax[b] > worst ? amax[b] : worst;
+    }
+    if (worst >= kInfBits) break;
+    const __m512 d = _mm512_div_ps(_mm512_castsi512_ps(_mm512_load_si512(amax)), _mm512_set1_ps(127.0f));
+    const __mmask16 nonzero = _mm512_cmp_ps_mask(d, _mm512_setzero_ps(), _CMP_NEQ_OQ);
+    alignas(64) float id[kGroup];
+    _mm512_store_ps(id, _mm512_maskz_div_ps(nonzero, _mm512_set1_ps(1.0f), d));
+    alignas(32) uint16_t dh[kGroup];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(dh), _mm512_cvtps_ph(d, _MM_FROUND_TO_NEAREST_INT));
+    for (std::size_t b = 0; b < kGroup; ++b) {
+      const __m512 vid = _mm512_set1_ps(id[b]);
+      uint8_t* out = dst + (i + b) * sizeof(BlockQ8_0);
+      std::memcpy(out + offsetof(BlockQ8_0, d), &dh[b], 2);
+      // vpmovdb keeps the low byte: INT32_MIN (from NaN) becomes 0, as in scalar.
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + offsetof(BlockQ8_0, qs)),
+                       _mm512_cvtepi32_epi8(round_away(_mm512_mul_ps(_mm512_loadu_ps(x + b * kQK), vid))));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + offsetof(BlockQ8_0, qs) + 16),
+                       _mm512_cvtepi32_epi8(round_away(_mm512_mul_ps(_mm512_loadu_ps(x + b * kQK + 16), vid))));
+    }
   }
-  return n_blocks;
+  return i + scalar::quantize_q8_0(src + i * kQK, dst + i * sizeof(BlockQ8_0), n_blocks - i);
 }
 
 void dequantize_q4_0(const uint8_t* src, float* dst, std::size_t n_blocks) {
