@@ -81,6 +81,22 @@ def make_data(kind: str, rows: int, cols: int, seed: int = 0) -> np.ndarray:
         blocks[:, :, 5] = 0.0
         blocks[:, :, 9] = 15.0
         return w
+    if kind == "ties_q8_neighbors":  # k + 0.5 and its float neighbours, with d = 1
+        half = np.arange(-127, 127, dtype=np.float32) + np.float32(0.5)
+        near = np.concatenate([half, np.nextafter(half, np.float32(np.inf)), np.nextafter(half, np.float32(-np.inf))])
+        w = rng.choice(near, size=shape).astype(np.float32)
+        w.reshape(rows, -1, 32)[:, :, 7] = -127.0
+        return w
+    if kind == "sign_ties":  # +a and -a both hold the largest |x|, in either order
+        w = rng.uniform(-1, 1, size=shape).astype(np.float32)
+        blocks = w.reshape(rows, -1, 32)
+        first = rng.integers(0, 16, size=blocks.shape[:2])
+        sign = np.where(rng.random(blocks.shape[:2]) < 0.5, np.float32(1), np.float32(-1))
+        np.put_along_axis(blocks, first[..., None], (2 * sign)[..., None], axis=2)
+        np.put_along_axis(blocks, (first + 16)[..., None], (-2 * sign)[..., None], axis=2)
+        return w
+    if kind == "signed_zeros":  # blocks of +0.0 and -0.0 only (the sign of max picks d's sign)
+        return np.where(rng.random(shape) < 0.5, np.float32(0.0), np.float32(-0.0)).astype(np.float32)
     if kind == "tiny":  # normal floats whose d underflows fp16 but 1/d stays finite
         return rng.standard_normal(shape, dtype=np.float32) * np.float32(1e-36)
     if kind == "denormal":  # float32 subnormals: 1/d overflows, codes become 0
@@ -88,7 +104,7 @@ def make_data(kind: str, rows: int, cols: int, seed: int = 0) -> np.ndarray:
     if kind == "huge":  # d overflows fp16 to inf
         return rng.standard_normal(shape, dtype=np.float32) * np.float32(1e7)
     if kind == "mixed_blocks":  # one block of each kind per row
-        kinds = ["normal", "zeros", "constant", "tiny", "denormal", "outliers"]
+        kinds = ["normal", "zeros", "constant", "tiny", "denormal", "outliers", "sign_ties", "ties_q8_neighbors"]
         parts = [make_data(k, rows, 32, seed + i) for i, k in enumerate(kinds)]
         w = np.concatenate(parts * (cols // (32 * len(kinds)) + 1), axis=1)
         return np.ascontiguousarray(w[:, :cols])
@@ -104,6 +120,8 @@ DATA_KINDS = [
     "ties",
     "ties_q8",
     "ties_q4_1",
+    "ties_q8_neighbors",
+    "sign_ties",
     "tiny",
     "denormal",
     "huge",
@@ -124,6 +142,32 @@ def test_quantize_matches_gguf(name, kind, shape):
     got = qg.quantize_blocks(w, name)
     assert got.dtype == np.uint8 and got.shape == expected.shape
     np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_quantize_q4_0_signed_zeros_match_gguf(isa):
+    # All-zero blocks take the sign of their first value: d = -0.0 for +0.0 first, +0.0 for
+    # -0.0 first (gguf-py's argmax rule; ggml's loop would give -0.0 for both).
+    w = make_data("signed_zeros", 8, 256)
+    with quantcore.using_isa(isa):
+        np.testing.assert_array_equal(qg.quantize_blocks(w, "q4_0"), gguf_quantize(w, "q4_0"))
+        np.testing.assert_array_equal(qg.quantize_blocks(w, "q8_0"), gguf_quantize(w, "q8_0"))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_quantize_q4_1_signed_zeros_order_minus_zero_first(isa):
+    # Our documented rule (gguf-py's numpy min/max leave this to the data order): -0.0 < +0.0,
+    # so a block mixing them has m = -0.0 and d = (+0.0 - -0.0) / 15 = +0.0.
+    w = make_data("signed_zeros", 4, 512)
+    w[:, :32] = 0.0  # one all +0.0 block per row
+    with quantcore.using_isa(isa):
+        blocks = qg.quantize_blocks(w, "q4_1").reshape(4, -1, 20)
+    d = blocks[..., 0:2].copy().view(np.uint16)[..., 0]
+    m = blocks[..., 2:4].copy().view(np.uint16)[..., 0]
+    np.testing.assert_array_equal(d, 0)
+    np.testing.assert_array_equal(m[:, 0], 0)
+    np.testing.assert_array_equal(m[:, 1:], 0x8000)
+    np.testing.assert_array_equal(blocks[..., 4:], 0)
 
 
 @pytest.mark.parametrize("name", QUANT_TYPES)
