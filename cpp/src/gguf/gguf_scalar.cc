@@ -257,21 +257,25 @@ void dequantize_q5_1(const uint8_t* src, float* dst, std::size_t n_blocks) {
   }
 }
 
-// In the k-quants, value e of a super-block sits in byte (e / 128) * stride + e % 32 of its
-// bit plane, at bit 2 * ((e / 32) % 4) (2-bit planes) or 4 * ((e / 32) % 2) (nibble planes).
+// The k-quants' 2-bit and nibble planes: value h * 128 + s * 32 + l (h = half, s = 0..3,
+// l = 0..31) sits at bits 2s of byte h * 32 + l of a 2-bit plane; value g * 32 + l of a nibble
+// plane at bits 4 * (g % 2) of byte (g / 2) * 32 + l. The loops run in that order, so the
+// innermost loop reads consecutive bytes with a fixed shift.
 
 void dequantize_q2_k(const uint8_t* src, float* dst, std::size_t n_blocks) {
   for (std::size_t i = 0; i < n_blocks; ++i) {
     const auto b = load_block<BlockQ2_K>(src + i * sizeof(BlockQ2_K));
     const float d = fp16_to_f32(b.d), dmin = fp16_to_f32(b.dmin);
     float* y = dst + i * kQKK;
-    for (std::size_t e = 0; e < kQKK; ++e) {
-      const uint8_t s = b.scales[e / 16];
-      const float dl = d * static_cast<float>(s & 0x0F);
-      const float ml = dmin * static_cast<float>(s >> 4);
-      const int q = (b.qs[(e / 128) * 32 + e % 32] >> (2 * ((e / 32) % 4))) & 3;
-      y[e] = dl * static_cast<float>(q) - ml;
-    }
+    for (int h = 0; h < 2; ++h)
+      for (int s = 0; s < 4; ++s)
+        for (int half = 0; half < 2; ++half) {  // groups of 16 share a scale and a min
+          const uint8_t sc = b.scales[h * 8 + s * 2 + half];
+          const float dl = d * static_cast<float>(sc & 0x0F), ml = dmin * static_cast<float>(sc >> 4);
+          const uint8_t* q = b.qs + h * 32 + half * 16;
+          float* out = y + h * 128 + s * 32 + half * 16;
+          for (int l = 0; l < 16; ++l) out[l] = dl * static_cast<float>((q[l] >> (2 * s)) & 3) - ml;
+        }
   }
 }
 
@@ -281,20 +285,27 @@ void dequantize_q3_k(const uint8_t* src, float* dst, std::size_t n_blocks) {
     const float d = fp16_to_f32(b.d);
     float dl[16];
     for (int g = 0; g < 16; ++g) {
-      // Low 4 bits: nibble g % 8 of bytes 0..7 (low nibbles first); high 2 bits: bits
-      // 2 * (g / 4) of byte 8 + g % 4.
+      // Low 4 bits: nibble g / 8 of byte g % 8; high 2 bits: bits 2 * (g / 4) of byte 8 + g % 4.
       const int lo = (b.scales[g % 8] >> (4 * (g / 8))) & 0x0F;
       const int hi = (b.scales[8 + g % 4] >> (2 * (g / 4))) & 0x03;
       dl[g] = d * static_cast<float>((lo | (hi << 4)) - 32);
     }
     float* y = dst + i * kQKK;
-    for (std::size_t e = 0; e < kQKK; ++e) {
-      const int low = (b.qs[(e / 128) * 32 + e % 32] >> (2 * ((e / 32) % 4))) & 3;
-      const int high_bit = (b.hmask[e % 32] >> (e / 32)) & 1;
-      // A clear hmask bit subtracts 4.
-      const int q = low - (high_bit ? 0 : 4);
-      y[e] = dl[e / 16] * static_cast<float>(q);
-    }
+    for (int h = 0; h < 2; ++h)
+      for (int s = 0; s < 4; ++s) {
+        const int plane = h * 4 + s;  // hmask bit of these 32 values
+        for (int half = 0; half < 2; ++half) {
+          const float scale = dl[h * 8 + s * 2 + half];
+          const uint8_t* q = b.qs + h * 32 + half * 16;
+          const uint8_t* m = b.hmask + half * 16;
+          float* out = y + h * 128 + s * 32 + half * 16;
+          for (int l = 0; l < 16; ++l) {
+            // A clear hmask bit subtracts 4.
+            const int v = ((q[l] >> (2 * s)) & 3) - (((m[l] >> plane) & 1) ? 0 : 4);
+            out[l] = scale * static_cast<float>(v);
+          }
+        }
+      }
   }
 }
 
@@ -303,14 +314,15 @@ void dequantize_q4_k(const uint8_t* src, float* dst, std::size_t n_blocks) {
     const auto b = load_block<BlockQ4_K>(src + i * sizeof(BlockQ4_K));
     const float d = fp16_to_f32(b.d), dmin = fp16_to_f32(b.dmin);
     float* y = dst + i * kQKK;
-    for (int g = 0; g < 8; ++g) {
-      uint8_t sc, mn;
-      k_scale_min(b.scales, g, &sc, &mn);
-      const float dl = d * static_cast<float>(sc), ml = dmin * static_cast<float>(mn);
-      for (std::size_t l = 0; l < 32; ++l) {
-        const int q = (b.qs[(g / 2) * 32 + l] >> (4 * (g % 2))) & 0x0F;
-        y[g * 32 + l] = dl * static_cast<float>(q) - ml;
-      }
+    for (int g = 0; g < 8; g += 2) {  // groups g (low nibbles) and g + 1 (high) share 32 bytes
+      uint8_t sc0, mn0, sc1, mn1;
+      k_scale_min(b.scales, g, &sc0, &mn0);
+      k_scale_min(b.scales, g + 1, &sc1, &mn1);
+      const float dl0 = d * static_cast<float>(sc0), ml0 = dmin * static_cast<float>(mn0);
+      const float dl1 = d * static_cast<float>(sc1), ml1 = dmin * static_cast<float>(mn1);
+      const uint8_t* q = b.qs + (g / 2) * 32;
+      for (int l = 0; l < 32; ++l) y[g * 32 + l] = dl0 * static_cast<float>(q[l] & 0x0F) - ml0;
+      for (int l = 0; l < 32; ++l) y[g * 32 + 32 + l] = dl1 * static_cast<float>(q[l] >> 4) - ml1;
     }
   }
 }
@@ -324,9 +336,11 @@ void dequantize_q5_k(const uint8_t* src, float* dst, std::size_t n_blocks) {
       uint8_t sc, mn;
       k_scale_min(b.scales, g, &sc, &mn);
       const float dl = d * static_cast<float>(sc), ml = dmin * static_cast<float>(mn);
-      for (std::size_t l = 0; l < 32; ++l) {
-        const int q = ((b.qs[(g / 2) * 32 + l] >> (4 * (g % 2))) & 0x0F) | (((b.qh[l] >> g) & 1) << 4);
-        y[g * 32 + l] = dl * static_cast<float>(q) - ml;
+      const uint8_t* q = b.qs + (g / 2) * 32;
+      const int shift = 4 * (g % 2);
+      for (int l = 0; l < 32; ++l) {
+        const int v = ((q[l] >> shift) & 0x0F) | (((b.qh[l] >> g) & 1) << 4);
+        y[g * 32 + l] = dl * static_cast<float>(v) - ml;
       }
     }
   }
@@ -337,13 +351,21 @@ void dequantize_q6_k(const uint8_t* src, float* dst, std::size_t n_blocks) {
     const auto b = load_block<BlockQ6_K>(src + i * sizeof(BlockQ6_K));
     const float d = fp16_to_f32(b.d);
     float* y = dst + i * kQKK;
-    for (std::size_t e = 0; e < kQKK; ++e) {
-      const std::size_t half = e / 128, r = e % 128;
-      const int low = (b.ql[half * 64 + r % 64] >> (4 * (r / 64))) & 0x0F;
-      const int high = (b.qh[half * 32 + r % 32] >> (2 * (r / 32))) & 0x03;
-      const float dl = d * static_cast<float>(b.scales[e / 16]);
-      y[e] = dl * static_cast<float>((low | (high << 4)) - 32);
-    }
+    // Value h * 128 + s * 32 + l: low 4 bits at bits 4 * (s / 2) of ql[h * 64 + (s % 2) * 32 + l],
+    // high 2 bits at bits 2s of qh[h * 32 + l]; one int8 scale per 16 values.
+    for (int h = 0; h < 2; ++h)
+      for (int s = 0; s < 4; ++s)
+        for (int half = 0; half < 2; ++half) {
+          const float dl = d * static_cast<float>(b.scales[h * 8 + s * 2 + half]);
+          const uint8_t* lo = b.ql + h * 64 + (s % 2) * 32 + half * 16;
+          const uint8_t* hi = b.qh + h * 32 + half * 16;
+          const int lo_shift = 4 * (s / 2), hi_shift = 2 * s;
+          float* out = y + h * 128 + s * 32 + half * 16;
+          for (int l = 0; l < 16; ++l) {
+            const int v = ((lo[l] >> lo_shift) & 0x0F) | (((hi[l] >> hi_shift) & 3) << 4);
+            out[l] = dl * static_cast<float>(v - 32);
+          }
+        }
   }
 }
 
