@@ -31,9 +31,9 @@ Differences from llama.cpp, by choice:
     Blocks whose scale d is so small that 1 / d overflows (blocks of denormals) get all codes 0,
     which is what gguf-py and ggml produce on x86.
 
-Implementations: q4_0, q4_1, q8_0 quantize and dequantize run in C++ with AVX2 / AVX-512
-kernels; q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_nl and iq4_xs dequantize in portable
-C++; all run over the thread pool with the GIL released. The remaining types (f32, f16, bf16,
+Implementations: q4_0, q4_1, q8_0 quantize and dequantize, and q5_0, q5_1, q4_k, q6_k, iq4_nl,
+iq4_xs dequantize run in C++ with AVX2 / AVX-512 kernels; q2_k, q3_k and q5_k dequantize in
+portable C++; all run over the thread pool with the GIL released. The remaining types (f32, f16, bf16,
 tq1_0, tq2_0, mxfp4, nvfp4 and the iq1/iq2/iq3 grids) dequantize in numpy, in this module.
 """
 
@@ -69,22 +69,22 @@ TYPES: dict[str, BlockType] = {
         BlockType("f16", 1, 1, 2, "numpy"),
         BlockType("q4_0", 2, 32, 18, "c++ simd"),
         BlockType("q4_1", 3, 32, 20, "c++ simd"),
-        BlockType("q5_0", 6, 32, 22, "c++ scalar"),
-        BlockType("q5_1", 7, 32, 24, "c++ scalar"),
+        BlockType("q5_0", 6, 32, 22, "c++ simd"),
+        BlockType("q5_1", 7, 32, 24, "c++ simd"),
         BlockType("q8_0", 8, 32, 34, "c++ simd"),
         BlockType("q2_k", 10, 256, 84, "c++ scalar"),
         BlockType("q3_k", 11, 256, 110, "c++ scalar"),
-        BlockType("q4_k", 12, 256, 144, "c++ scalar"),
+        BlockType("q4_k", 12, 256, 144, "c++ simd"),
         BlockType("q5_k", 13, 256, 176, "c++ scalar"),
-        BlockType("q6_k", 14, 256, 210, "c++ scalar"),
+        BlockType("q6_k", 14, 256, 210, "c++ simd"),
         BlockType("iq2_xxs", 16, 256, 66, "numpy"),
         BlockType("iq2_xs", 17, 256, 74, "numpy"),
         BlockType("iq3_xxs", 18, 256, 98, "numpy"),
         BlockType("iq1_s", 19, 256, 50, "numpy"),
-        BlockType("iq4_nl", 20, 32, 18, "c++ scalar"),
+        BlockType("iq4_nl", 20, 32, 18, "c++ simd"),
         BlockType("iq3_s", 21, 256, 110, "numpy"),
         BlockType("iq2_s", 22, 256, 82, "numpy"),
-        BlockType("iq4_xs", 23, 256, 136, "c++ scalar"),
+        BlockType("iq4_xs", 23, 256, 136, "c++ simd"),
         BlockType("iq1_m", 29, 256, 56, "numpy"),
         BlockType("bf16", 30, 1, 2, "numpy"),
         BlockType("tq1_0", 34, 256, 54, "numpy"),

@@ -81,19 +81,19 @@ constexpr int8_t kIq4nlValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
   X(std::size_t, quantize_q8_0, (const float* src, uint8_t* dst, std::size_t n_blocks)) \
   X(void, dequantize_q4_0, (const uint8_t* src, float* dst, std::size_t n_blocks))      \
   X(void, dequantize_q4_1, (const uint8_t* src, float* dst, std::size_t n_blocks))      \
-  X(void, dequantize_q8_0, (const uint8_t* src, float* dst, std::size_t n_blocks))
+  X(void, dequantize_q8_0, (const uint8_t* src, float* dst, std::size_t n_blocks))      \
+  X(void, dequantize_q5_0, (const uint8_t* src, float* dst, std::size_t n_blocks))      \
+  X(void, dequantize_q5_1, (const uint8_t* src, float* dst, std::size_t n_blocks))      \
+  X(void, dequantize_q4_k, (const uint8_t* src, float* dst, std::size_t n_blocks))      \
+  X(void, dequantize_q6_k, (const uint8_t* src, float* dst, std::size_t n_blocks))      \
+  X(void, dequantize_iq4_nl, (const uint8_t* src, float* dst, std::size_t n_blocks))    \
+  X(void, dequantize_iq4_xs, (const uint8_t* src, float* dst, std::size_t n_blocks))
 
 // Kernels with only the portable reference so far (every ISA's table points at scalar::).
-#define QUANTCORE_GGUF_SCALAR_KERNELS(X)                                                \
-  X(void, dequantize_q5_0, (const uint8_t* src, float* dst, std::size_t n_blocks))   \
-  X(void, dequantize_q5_1, (const uint8_t* src, float* dst, std::size_t n_blocks))   \
-  X(void, dequantize_q2_k, (const uint8_t* src, float* dst, std::size_t n_blocks))   \
-  X(void, dequantize_q3_k, (const uint8_t* src, float* dst, std::size_t n_blocks))   \
-  X(void, dequantize_q4_k, (const uint8_t* src, float* dst, std::size_t n_blocks))   \
-  X(void, dequantize_q5_k, (const uint8_t* src, float* dst, std::size_t n_blocks))   \
-  X(void, dequantize_q6_k, (const uint8_t* src, float* dst, std::size_t n_blocks))   \
-  X(void, dequantize_iq4_nl, (const uint8_t* src, float* dst, std::size_t n_blocks)) \
-  X(void, dequantize_iq4_xs, (const uint8_t* src, float* dst, std::size_t n_blocks))
+#define QUANTCORE_GGUF_SCALAR_KERNELS(X)                                              \
+  X(void, dequantize_q2_k, (const uint8_t* src, float* dst, std::size_t n_blocks)) \
+  X(void, dequantize_q3_k, (const uint8_t* src, float* dst, std::size_t n_blocks)) \
+  X(void, dequantize_q5_k, (const uint8_t* src, float* dst, std::size_t n_blocks))
 
 #define QUANTCORE_DECLARE_KERNEL(ret, name, args) ret name args;
 namespace scalar {

@@ -220,4 +220,140 @@ void dequantize_q8_0(const uint8_t* src, float* dst, std::size_t n_blocks) {
   }
 }
 
+namespace {
+
+// 16 int32 lanes -> float32, times d (then minus m where given): the scalar expressions.
+inline void store_scaled(float* y, __m512i q, __m512 d) { _mm512_storeu_ps(y, _mm512_mul_ps(d, _mm512_cvtepi32_ps(q))); }
+inline void store_scaled_minus(float* y, __m512i q, __m512 d, __m512 m) {
+  _mm512_storeu_ps(y, _mm512_sub_ps(_mm512_mul_ps(d, _mm512_cvtepi32_ps(q)), m));
+}
+
+inline __m128i load16(const uint8_t* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); }
+
+// q5: nibbles plus bit 4 from the qh mask (one mask bit per lane).
+inline __m512i five_bit(__m128i qs, bool high, __mmask16 qh) {
+  const __m512i q = unpack_nibbles(qs, high);
+  return _mm512_mask_or_epi32(q, qh, q, _mm512_set1_epi32(16));
+}
+
+// iq4: 16 nibbles through the 16-entry code book (pshufb is a 16-entry byte table lookup).
+inline __m512i iq4_values(__m128i nibbles) {
+  const __m128i book = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues));
+  return _mm512_cvtepi8_epi32(_mm_shuffle_epi8(book, nibbles));
+}
+
+}  // namespace
+
+void dequantize_q5_0(const uint8_t* src, float* dst, std::size_t n_blocks) {
+  const __m512i sixteen = _mm512_set1_epi32(16);
+  for (std::size_t i = 0; i < n_blocks; ++i) {
+    const uint8_t* b = src + i * sizeof(BlockQ5_0);
+    const __m512 d = _mm512_set1_ps(from_fp16(b + offsetof(BlockQ5_0, d)));
+    uint32_t qh;
+    std::memcpy(&qh, b + offsetof(BlockQ5_0, qh), 4);
+    const __m128i qs = load16(b + offsetof(BlockQ5_0, qs));
+    float* y = dst + i * kQK;
+    store_scaled(y, _mm512_sub_epi32(five_bit(qs, false, static_cast<__mmask16>(qh)), sixteen), d);
+    store_scaled(y + 16, _mm512_sub_epi32(five_bit(qs, true, static_cast<__mmask16>(qh >> 16)), sixteen), d);
+  }
+}
+
+void dequantize_q5_1(const uint8_t* src, float* dst, std::size_t n_blocks) {
+  for (std::size_t i = 0; i < n_blocks; ++i) {
+    const uint8_t* b = src + i * sizeof(BlockQ5_1);
+    const __m512 d = _mm512_set1_ps(from_fp16(b + offsetof(BlockQ5_1, d)));
+    const __m512 m = _mm512_set1_ps(from_fp16(b + offsetof(BlockQ5_1, m)));
+    uint32_t qh;
+    std::memcpy(&qh, b + offsetof(BlockQ5_1, qh), 4);
+    const __m128i qs = load16(b + offsetof(BlockQ5_1, qs));
+    float* y = dst + i * kQK;
+    const __m512i lo = five_bit(qs, false, static_cast<__mmask16>(qh));
+    const __m512i hi = five_bit(qs, true, static_cast<__mmask16>(qh >> 16));
+    _mm512_storeu_ps(y, _mm512_add_ps(_mm512_mul_ps(d, _mm512_cvtepi32_ps(lo)), m));
+    _mm512_storeu_ps(y + 16, _mm512_add_ps(_mm512_mul_ps(d, _mm512_cvtepi32_ps(hi)), m));
+  }
+}
+
+void dequantize_q4_k(const uint8_t* src, float* dst, std::size_t n_blocks) {
+  for (std::size_t i = 0; i < n_blocks; ++i) {
+    const uint8_t* b = src + i * sizeof(BlockQ4_K);
+    const float d = from_fp16(b + offsetof(BlockQ4_K, d)), dmin = from_fp16(b + offsetof(BlockQ4_K, dmin));
+    const uint8_t* s = b + offsetof(BlockQ4_K, scales);
+    float* y = dst + i * kQKK;
+    for (int g = 0; g < 8; g += 2) {
+      // The 6-bit scales and mins of groups g (low nibbles) and g + 1 (high), as in scalar.
+      uint8_t sc[2], mn[2];
+      for (int k = 0; k < 2; ++k) {
+        const int j = g + k;
+        sc[k] = j < 4 ? s[j] & 63 : static_cast<uint8_t>((s[j + 4] & 0x0F) | ((s[j - 4] >> 2) & 0x30));
+        mn[k] = j < 4 ? s[j + 4] & 63 : static_cast<uint8_t>((s[j + 4] >> 4) | ((s[j] >> 2) & 0x30));
+      }
+      const __m512 dl0 = _mm512_set1_ps(d * static_cast<float>(sc[0])), ml0 = _mm512_set1_ps(dmin * static_cast<float>(mn[0]));
+      const __m512 dl1 = _mm512_set1_ps(d * static_cast<float>(sc[1])), ml1 = _mm512_set1_ps(dmin * static_cast<float>(mn[1]));
+      const uint8_t* q = b + offsetof(BlockQ4_K, qs) + (g / 2) * 32;
+      for (int h = 0; h < 2; ++h) {
+        const __m128i bytes = load16(q + 16 * h);
+        store_scaled_minus(y + g * 32 + 16 * h, unpack_nibbles(bytes, false), dl0, ml0);
+        store_scaled_minus(y + g * 32 + 32 + 16 * h, unpack_nibbles(bytes, true), dl1, ml1);
+      }
+    }
+  }
+}
+
+void dequantize_q6_k(const uint8_t* src, float* dst, std::size_t n_blocks) {
+  const __m128i low4 = _mm_set1_epi8(0x0F), low2 = _mm_set1_epi8(0x03);
+  const __m512i thirty_two = _mm512_set1_epi32(32);
+  for (std::size_t i = 0; i < n_blocks; ++i) {
+    const uint8_t* b = src + i * sizeof(BlockQ6_K);
+    const float d = from_fp16(b + offsetof(BlockQ6_K, d));
+    const int8_t* scales = reinterpret_cast<const int8_t*>(b + offsetof(BlockQ6_K, scales));
+    float* y = dst + i * kQKK;
+    // Value h * 128 + s * 32 + l: low bits from ql[h * 64 + (s % 2) * 32 + l] >> 4 * (s / 2),
+    // high bits from qh[h * 32 + l] >> 2s; see scalar.
+    for (int h = 0; h < 2; ++h)
+      for (int s = 0; s < 4; ++s)
+        for (int half = 0; half < 2; ++half) {
+          const __m512 dl = _mm512_set1_ps(d * static_cast<float>(scales[h * 8 + s * 2 + half]));
+          __m128i lo = load16(b + offsetof(BlockQ6_K, ql) + h * 64 + (s % 2) * 32 + half * 16);
+          if (s >= 2) lo = _mm_srli_epi16(lo, 4);
+          __m128i hi = load16(b + offsetof(BlockQ6_K, qh) + h * 32 + half * 16);
+          hi = _mm_srl_epi16(hi, _mm_cvtsi32_si128(2 * s));
+          const __m128i v = _mm_or_si128(_mm_and_si128(lo, low4), _mm_slli_epi16(_mm_and_si128(hi, low2), 4));
+          store_scaled(y + h * 128 + s * 32 + half * 16, _mm512_sub_epi32(_mm512_cvtepu8_epi32(v), thirty_two), dl);
+        }
+  }
+}
+
+void dequantize_iq4_nl(const uint8_t* src, float* dst, std::size_t n_blocks) {
+  const __m128i low4 = _mm_set1_epi8(0x0F);
+  for (std::size_t i = 0; i < n_blocks; ++i) {
+    const uint8_t* b = src + i * sizeof(BlockIq4Nl);
+    const __m512 d = _mm512_set1_ps(from_fp16(b + offsetof(BlockIq4Nl, d)));
+    const __m128i qs = load16(b + offsetof(BlockIq4Nl, qs));
+    float* y = dst + i * kQK;
+    store_scaled(y, iq4_values(_mm_and_si128(qs, low4)), d);
+    store_scaled(y + 16, iq4_values(_mm_and_si128(_mm_srli_epi16(qs, 4), low4)), d);
+  }
+}
+
+void dequantize_iq4_xs(const uint8_t* src, float* dst, std::size_t n_blocks) {
+  const __m128i low4 = _mm_set1_epi8(0x0F);
+  for (std::size_t i = 0; i < n_blocks; ++i) {
+    const uint8_t* b = src + i * sizeof(BlockIq4Xs);
+    const float d = from_fp16(b + offsetof(BlockIq4Xs, d));
+    uint16_t scales_h;
+    std::memcpy(&scales_h, b + offsetof(BlockIq4Xs, scales_h), 2);
+    const uint8_t* scales_l = b + offsetof(BlockIq4Xs, scales_l);
+    float* y = dst + i * kQKK;
+    for (int g = 0; g < 8; ++g) {
+      const int lo = (scales_l[g / 2] >> (4 * (g % 2))) & 0x0F;
+      const int hi = (scales_h >> (2 * g)) & 0x03;
+      const __m512 dl = _mm512_set1_ps(d * static_cast<float>((lo | (hi << 4)) - 32));
+      const __m128i qs = load16(b + offsetof(BlockIq4Xs, qs) + g * 16);
+      store_scaled(y + g * 32, iq4_values(_mm_and_si128(qs, low4)), dl);
+      store_scaled(y + g * 32 + 16, iq4_values(_mm_and_si128(_mm_srli_epi16(qs, 4), low4)), dl);
+    }
+  }
+}
+
 }  // namespace quantcore::avx512
