@@ -31,9 +31,9 @@ Differences from llama.cpp, by choice:
     Blocks whose scale d is so small that 1 / d overflows (blocks of denormals) get all codes 0,
     which is what gguf-py and ggml produce on x86.
 
-Implementations: q4_0, q4_1, q8_0 quantize and dequantize, and q5_0, q5_1, q4_k, q6_k, iq4_nl,
-iq4_xs dequantize run in C++ with AVX2 / AVX-512 kernels; q2_k, q3_k and q5_k dequantize in
-portable C++; all run over the thread pool with the GIL released. The remaining types (f32, f16, bf16,
+Implementations: q4_0, q4_1, q8_0 quantize and dequantize, and q5_0, q5_1, q2_k .. q6_k,
+iq4_nl, iq4_xs dequantize run in C++ (a scalar reference plus AVX2 / AVX-512 kernels, chosen at
+run time) over the thread pool with the GIL released. The remaining types (f32, f16, bf16,
 tq1_0, tq2_0, mxfp4, nvfp4 and the iq1/iq2/iq3 grids) dequantize in numpy, in this module.
 """
 
@@ -59,7 +59,7 @@ class BlockType:
     ggml_id: int
     block_size: int
     type_size: int
-    implementation: str  # "c++ simd", "c++ scalar" or "numpy"
+    implementation: str  # "c++ simd" (scalar reference + AVX2 + AVX-512) or "numpy"
 
 
 TYPES: dict[str, BlockType] = {
@@ -72,10 +72,10 @@ TYPES: dict[str, BlockType] = {
         BlockType("q5_0", 6, 32, 22, "c++ simd"),
         BlockType("q5_1", 7, 32, 24, "c++ simd"),
         BlockType("q8_0", 8, 32, 34, "c++ simd"),
-        BlockType("q2_k", 10, 256, 84, "c++ scalar"),
-        BlockType("q3_k", 11, 256, 110, "c++ scalar"),
+        BlockType("q2_k", 10, 256, 84, "c++ simd"),
+        BlockType("q3_k", 11, 256, 110, "c++ simd"),
         BlockType("q4_k", 12, 256, 144, "c++ simd"),
-        BlockType("q5_k", 13, 256, 176, "c++ scalar"),
+        BlockType("q5_k", 13, 256, 176, "c++ simd"),
         BlockType("q6_k", 14, 256, 210, "c++ simd"),
         BlockType("iq2_xxs", 16, 256, 66, "numpy"),
         BlockType("iq2_xs", 17, 256, 74, "numpy"),

@@ -12,6 +12,7 @@
 //   q8_0  (32, 34)  d:fp16, qs[32]:int8.  x = d * q.
 //   q2_k, q3_k, q4_k, q5_k, q6_k (256 values, 84/110/144/176/210 bytes), iq4_nl (32, 18),
 //   iq4_xs (256, 136): see the block structs below and the scalar reference.
+// (The i-quants with grids, tq*, mxfp4 and nvfp4 are decoded in Python: quantcore/gguf.py.)
 //
 // Quantization follows ggml's reference quantize_row_*_ref, which the gguf Python package
 // mirrors; results are bit-exact with gguf.quants.quantize:
@@ -71,11 +72,11 @@ static_assert(sizeof(BlockIq4Xs) == 136, "iq4_xs block is 136 bytes");
 constexpr int8_t kIq4nlValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
                                      1,    13,   25,  38,  53,  69,  89,  113};
 
-// Kernels with a SIMD variant per ISA; one signature each.
+// One signature per kernel; every ISA namespace (scalar, avx2, avx512) provides all.
 // quantize_*: n_blocks blocks of 32 float32 values -> blocks of bytes. Returns the number of
 // leading blocks written; it stops early, at the first block holding a NaN or an infinity.
 // dequantize_*: n_blocks blocks -> n_blocks * block_size float32 values.
-#define QUANTCORE_GGUF_SIMD_KERNELS(X)                                                    \
+#define QUANTCORE_GGUF_KERNELS(X)                                                    \
   X(std::size_t, quantize_q4_0, (const float* src, uint8_t* dst, std::size_t n_blocks)) \
   X(std::size_t, quantize_q4_1, (const float* src, uint8_t* dst, std::size_t n_blocks)) \
   X(std::size_t, quantize_q8_0, (const float* src, uint8_t* dst, std::size_t n_blocks)) \
@@ -84,30 +85,23 @@ constexpr int8_t kIq4nlValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
   X(void, dequantize_q8_0, (const uint8_t* src, float* dst, std::size_t n_blocks))      \
   X(void, dequantize_q5_0, (const uint8_t* src, float* dst, std::size_t n_blocks))      \
   X(void, dequantize_q5_1, (const uint8_t* src, float* dst, std::size_t n_blocks))      \
+  X(void, dequantize_q2_k, (const uint8_t* src, float* dst, std::size_t n_blocks))      \
+  X(void, dequantize_q3_k, (const uint8_t* src, float* dst, std::size_t n_blocks))      \
   X(void, dequantize_q4_k, (const uint8_t* src, float* dst, std::size_t n_blocks))      \
+  X(void, dequantize_q5_k, (const uint8_t* src, float* dst, std::size_t n_blocks))      \
   X(void, dequantize_q6_k, (const uint8_t* src, float* dst, std::size_t n_blocks))      \
   X(void, dequantize_iq4_nl, (const uint8_t* src, float* dst, std::size_t n_blocks))    \
   X(void, dequantize_iq4_xs, (const uint8_t* src, float* dst, std::size_t n_blocks))
 
-// Kernels with only the portable reference so far (every ISA's table points at scalar::).
-#define QUANTCORE_GGUF_SCALAR_KERNELS(X)                                              \
-  X(void, dequantize_q2_k, (const uint8_t* src, float* dst, std::size_t n_blocks)) \
-  X(void, dequantize_q3_k, (const uint8_t* src, float* dst, std::size_t n_blocks)) \
-  X(void, dequantize_q5_k, (const uint8_t* src, float* dst, std::size_t n_blocks))
-
 #define QUANTCORE_DECLARE_KERNEL(ret, name, args) ret name args;
-namespace scalar {
-QUANTCORE_GGUF_SIMD_KERNELS(QUANTCORE_DECLARE_KERNEL)
-QUANTCORE_GGUF_SCALAR_KERNELS(QUANTCORE_DECLARE_KERNEL)
-}  // namespace scalar
-namespace avx2 { QUANTCORE_GGUF_SIMD_KERNELS(QUANTCORE_DECLARE_KERNEL) }
-namespace avx512 { QUANTCORE_GGUF_SIMD_KERNELS(QUANTCORE_DECLARE_KERNEL) }
+namespace scalar { QUANTCORE_GGUF_KERNELS(QUANTCORE_DECLARE_KERNEL) }
+namespace avx2 { QUANTCORE_GGUF_KERNELS(QUANTCORE_DECLARE_KERNEL) }
+namespace avx512 { QUANTCORE_GGUF_KERNELS(QUANTCORE_DECLARE_KERNEL) }
 #undef QUANTCORE_DECLARE_KERNEL
 
 #define QUANTCORE_KERNEL_POINTER(ret, name, args) ret(*name) args;
 struct GgufKernels {
-  QUANTCORE_GGUF_SIMD_KERNELS(QUANTCORE_KERNEL_POINTER)
-  QUANTCORE_GGUF_SCALAR_KERNELS(QUANTCORE_KERNEL_POINTER)
+  QUANTCORE_GGUF_KERNELS(QUANTCORE_KERNEL_POINTER)
 };
 #undef QUANTCORE_KERNEL_POINTER
 

@@ -290,6 +290,16 @@ inline void store_scaled_minus(float* y, __m256i q, __m256 d, __m256 m) {
 
 inline __m128i load16(const uint8_t* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); }
 
+// 16 bytes (unsigned or signed) as 16 floats times d (then minus m where given).
+inline void store16_u8(float* y, __m128i v, __m256 d, __m256 m) {
+  store_scaled_minus(y, _mm256_cvtepu8_epi32(v), d, m);
+  store_scaled_minus(y + 8, _mm256_cvtepu8_epi32(_mm_srli_si128(v, 8)), d, m);
+}
+inline void store16_s8(float* y, __m128i v, __m256 d) {
+  store_scaled(y, _mm256_cvtepi8_epi32(v), d);
+  store_scaled(y + 8, _mm256_cvtepi8_epi32(_mm_srli_si128(v, 8)), d);
+}
+
 // Bit j (j = 0..7) of `word` in lane j, as 0 or 16: bit 4 of a q5 value.
 inline __m256i fifth_bits(uint32_t word) {
   const __m256i bit = _mm256_and_si256(_mm256_srlv_epi32(set1(static_cast<int>(word)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)), set1(1));
@@ -340,6 +350,52 @@ void dequantize_q5_1(const uint8_t* src, float* dst, std::size_t n_blocks) {
   }
 }
 
+void dequantize_q2_k(const uint8_t* src, float* dst, std::size_t n_blocks) {
+  const __m128i low2 = _mm_set1_epi8(0x03);
+  for (std::size_t i = 0; i < n_blocks; ++i) {
+    const uint8_t* b = src + i * sizeof(BlockQ2_K);
+    const float d = from_fp16(b + offsetof(BlockQ2_K, d)), dmin = from_fp16(b + offsetof(BlockQ2_K, dmin));
+    const uint8_t* scales = b + offsetof(BlockQ2_K, scales);
+    float* y = dst + i * kQKK;
+    // Value h * 128 + s * 32 + l at bits 2s of qs[h * 32 + l]; see scalar.
+    for (int h = 0; h < 2; ++h)
+      for (int s = 0; s < 4; ++s)
+        for (int half = 0; half < 2; ++half) {
+          const uint8_t sc = scales[h * 8 + s * 2 + half];
+          const __m256 dl = _mm256_set1_ps(d * static_cast<float>(sc & 0x0F));
+          const __m256 ml = _mm256_set1_ps(dmin * static_cast<float>(sc >> 4));
+          const __m128i q = _mm_and_si128(_mm_srl_epi16(load16(b + offsetof(BlockQ2_K, qs) + h * 32 + half * 16),
+                                                        _mm_cvtsi32_si128(2 * s)), low2);
+          store16_u8(y + h * 128 + s * 32 + half * 16, q, dl, ml);
+        }
+  }
+}
+
+void dequantize_q3_k(const uint8_t* src, float* dst, std::size_t n_blocks) {
+  const __m128i low2 = _mm_set1_epi8(0x03), one = _mm_set1_epi8(1), four = _mm_set1_epi8(4);
+  for (std::size_t i = 0; i < n_blocks; ++i) {
+    const uint8_t* b = src + i * sizeof(BlockQ3_K);
+    const float d = from_fp16(b + offsetof(BlockQ3_K, d));
+    const uint8_t* sc = b + offsetof(BlockQ3_K, scales);
+    float* y = dst + i * kQKK;
+    for (int h = 0; h < 2; ++h)
+      for (int s = 0; s < 4; ++s) {
+        const __m128i plane = _mm_cvtsi32_si128(h * 4 + s);  // hmask bit of these 32 values
+        for (int half = 0; half < 2; ++half) {
+          const int g = h * 8 + s * 2 + half;
+          const int lo = (sc[g % 8] >> (4 * (g / 8))) & 0x0F, hi = (sc[8 + g % 4] >> (2 * (g / 4))) & 0x03;
+          const __m256 dl = _mm256_set1_ps(d * static_cast<float>((lo | (hi << 4)) - 32));
+          const __m128i q = _mm_and_si128(_mm_srl_epi16(load16(b + offsetof(BlockQ3_K, qs) + h * 32 + half * 16),
+                                                        _mm_cvtsi32_si128(2 * s)), low2);
+          const __m128i m = _mm_and_si128(_mm_srl_epi16(load16(b + offsetof(BlockQ3_K, hmask) + half * 16), plane), one);
+          // A clear hmask bit subtracts 4.
+          const __m128i v = _mm_sub_epi8(q, _mm_andnot_si128(_mm_cmpeq_epi8(m, one), four));
+          store16_s8(y + h * 128 + s * 32 + half * 16, v, dl);
+        }
+      }
+  }
+}
+
 void dequantize_q4_k(const uint8_t* src, float* dst, std::size_t n_blocks) {
   for (std::size_t i = 0; i < n_blocks; ++i) {
     const uint8_t* b = src + i * sizeof(BlockQ4_K);
@@ -361,6 +417,28 @@ void dequantize_q4_k(const uint8_t* src, float* dst, std::size_t n_blocks) {
         const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + 8 * k));
         store_scaled_minus(y + g * 32 + 8 * k, unpack_nibbles8(bytes, false), dl0, ml0);
         store_scaled_minus(y + g * 32 + 32 + 8 * k, unpack_nibbles8(bytes, true), dl1, ml1);
+      }
+    }
+  }
+}
+
+void dequantize_q5_k(const uint8_t* src, float* dst, std::size_t n_blocks) {
+  const __m128i low4 = _mm_set1_epi8(0x0F), one = _mm_set1_epi8(1);
+  for (std::size_t i = 0; i < n_blocks; ++i) {
+    const uint8_t* b = src + i * sizeof(BlockQ5_K);
+    const float d = from_fp16(b + offsetof(BlockQ5_K, d)), dmin = from_fp16(b + offsetof(BlockQ5_K, dmin));
+    const uint8_t* s = b + offsetof(BlockQ5_K, scales);
+    float* y = dst + i * kQKK;
+    for (int g = 0; g < 8; ++g) {
+      const uint8_t sc = g < 4 ? s[g] & 63 : static_cast<uint8_t>((s[g + 4] & 0x0F) | ((s[g - 4] >> 2) & 0x30));
+      const uint8_t mn = g < 4 ? s[g + 4] & 63 : static_cast<uint8_t>((s[g + 4] >> 4) | ((s[g] >> 2) & 0x30));
+      const __m256 dl = _mm256_set1_ps(d * static_cast<float>(sc)), ml = _mm256_set1_ps(dmin * static_cast<float>(mn));
+      for (int half = 0; half < 2; ++half) {
+        __m128i q = load16(b + offsetof(BlockQ5_K, qs) + (g / 2) * 32 + half * 16);
+        if (g % 2) q = _mm_srli_epi16(q, 4);
+        const __m128i h = _mm_and_si128(_mm_srl_epi16(load16(b + offsetof(BlockQ5_K, qh) + half * 16), _mm_cvtsi32_si128(g)), one);
+        const __m128i v = _mm_or_si128(_mm_and_si128(q, low4), _mm_slli_epi16(h, 4));
+        store16_u8(y + g * 32 + half * 16, v, dl, ml);
       }
     }
   }
