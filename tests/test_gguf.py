@@ -352,6 +352,38 @@ def test_dequantize_inputs_and_out():
     assert qg.dequantize_blocks(np.zeros(0, np.uint8), "q6_k", (0, 256)).shape == (0, 256)
 
 
+def test_gguf_file_round_trip(tmp_path):
+    # A GGUF file written by gguf-py with our q4_0 / q4_1 / q8_0 blocks and random blocks of every
+    # other type; read back with GGUFReader, each tensor decodes as gguf-py decodes it.
+    w = make_data("student_t", 8, 512, seed=11)
+    writer = gguf.GGUFWriter(str(tmp_path / "model.gguf"), "llama")
+    for name in QUANT_TYPES:
+        writer.add_tensor(f"ours.{name}", qg.quantize_blocks(w, name), raw_dtype=GT[name.upper()])
+    for name in GGUF_DEQUANT_TYPES:
+        if name in ("f32", "f16", "bf16"):
+            continue
+        t = qg.TYPES[name]
+        data = random_blocks(name, 8 * 512 // t.block_size, seed=t.ggml_id).reshape(8, -1)
+        writer.add_tensor(f"random.{name}", data, raw_dtype=GT[name.upper()])
+    n_random = len(GGUF_DEQUANT_TYPES) - 3
+    writer.add_tensor("plain.f32", w)
+    writer.add_tensor("plain.f16", w.astype(np.float16))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    reader = gguf.GGUFReader(str(tmp_path / "model.gguf"))
+    assert len(reader.tensors) == len(QUANT_TYPES) + n_random + 2
+    for tensor in reader.tensors:
+        shape = tuple(int(n) for n in reversed(tensor.shape))  # GGUF lists ne innermost first
+        got = qg.dequantize_blocks(tensor.data, tensor.tensor_type, shape)
+        with np.errstate(all="ignore"):
+            expected = np.asarray(gq.dequantize(tensor.data, tensor.tensor_type), np.float32)
+        np.testing.assert_array_equal(bits(got), bits(expected.reshape(shape)), err_msg=tensor.name)
+        if tensor.name.startswith("ours."):
+            np.testing.assert_array_equal(got, qg.dequantize_blocks(qg.quantize_blocks(w, tensor.name[5:]), tensor.name[5:], w.shape))
+
+
 def test_grids_match_gguf():
     for name in qg.GRIDS:
         cls = gq._type_traits[GT[name.upper()]]
