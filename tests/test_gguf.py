@@ -97,6 +97,11 @@ def make_data(kind: str, rows: int, cols: int, seed: int = 0) -> np.ndarray:
         return w
     if kind == "signed_zeros":  # blocks of +0.0 and -0.0 only (the sign of max picks d's sign)
         return np.where(rng.random(shape) < 0.5, np.float32(0.0), np.float32(-0.0)).astype(np.float32)
+    if kind == "range_overflow":  # max - min overflows float32 (q4_1: d = inf, 1 / d = 0)
+        w = rng.uniform(-3e38, 3e38, size=shape).astype(np.float32)
+        w.reshape(rows, -1, 32)[:, :, 0] = np.float32(3.4e38)
+        w.reshape(rows, -1, 32)[:, :, 1] = np.float32(-3.4e38)
+        return w
     if kind == "tiny":  # normal floats whose d underflows fp16 but 1/d stays finite
         return rng.standard_normal(shape, dtype=np.float32) * np.float32(1e-36)
     if kind == "denormal":  # float32 subnormals: 1/d overflows, codes become 0
@@ -104,7 +109,7 @@ def make_data(kind: str, rows: int, cols: int, seed: int = 0) -> np.ndarray:
     if kind == "huge":  # d overflows fp16 to inf
         return rng.standard_normal(shape, dtype=np.float32) * np.float32(1e7)
     if kind == "mixed_blocks":  # one block of each kind per row
-        kinds = ["normal", "zeros", "constant", "tiny", "denormal", "outliers", "sign_ties", "ties_q8_neighbors"]
+        kinds = ["normal", "zeros", "constant", "tiny", "denormal", "outliers", "sign_ties", "ties_q8_neighbors", "range_overflow"]
         parts = [make_data(k, rows, 32, seed + i) for i, k in enumerate(kinds)]
         w = np.concatenate(parts * (cols // (32 * len(kinds)) + 1), axis=1)
         return np.ascontiguousarray(w[:, :cols])
@@ -122,6 +127,7 @@ DATA_KINDS = [
     "ties_q4_1",
     "ties_q8_neighbors",
     "sign_ties",
+    "range_overflow",
     "tiny",
     "denormal",
     "huge",
@@ -432,6 +438,8 @@ def test_dequantize_errors():
         qg.dequantize_blocks(np.zeros(105, np.uint8), "q6_k", (1, 128))
     with pytest.raises(ValueError, match="type must be one of"):
         qg.dequantize_blocks(data, "q9_9", (2, 64))
+    with pytest.raises(ValueError, match="Q8_K.*not a type this module reads"):
+        qg.dequantize_blocks(data, GT.Q8_K, (2, 64))
     with pytest.raises(TypeError, match="data must be a uint8 array of q4_0 blocks.*float32"):
         qg.dequantize_blocks(np.zeros(18, np.float32), "q4_0", (1, 32))
     with pytest.raises(TypeError, match="data must be a uint8 numpy array"):

@@ -103,7 +103,7 @@ def _block_type(type: object, fn: str) -> BlockType:
         # gguf.GGMLQuantizationType (an IntEnum); matched by name and id, without importing gguf.
         t = TYPES.get(str(type.name).lower())
         if t is None or type.value != t.ggml_id:
-            raise ValueError(f"{fn}: type {type!r} is not a GGUF type this module reads")
+            raise ValueError(f"{fn}: type {type!r} is not a type this module reads (expected one of {sorted(TYPES)})")
         return t
     if isinstance(type, str):
         t = TYPES.get(type.lower())
