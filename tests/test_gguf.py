@@ -109,7 +109,8 @@ def make_data(kind: str, rows: int, cols: int, seed: int = 0) -> np.ndarray:
     if kind == "huge":  # d overflows fp16 to inf
         return rng.standard_normal(shape, dtype=np.float32) * np.float32(1e7)
     if kind == "mixed_blocks":  # one block of each kind per row
-        kinds = ["normal", "zeros", "constant", "tiny", "denormal", "outliers", "sign_ties", "ties_q8_neighbors", "range_overflow"]
+        kinds = ["normal", "zeros", "constant", "tiny", "denormal", "outliers", "sign_ties",
+                 "ties_q8_neighbors", "range_overflow"]  # fmt: skip
         parts = [make_data(k, rows, 32, seed + i) for i, k in enumerate(kinds)]
         w = np.concatenate(parts * (cols // (32 * len(kinds)) + 1), axis=1)
         return np.ascontiguousarray(w[:, :cols])
@@ -300,7 +301,8 @@ QUANTIZABLE_BY_GGUF = [name for name in GGUF_DEQUANT_TYPES if _gguf_can_quantize
 def test_dequantize_matches_gguf_on_gguf_quantized_blocks(name):
     w = make_data("mixed_blocks", 4, 1536, seed=7)
     data = gguf_quantize(w, name)
-    np.testing.assert_array_equal(bits(qg.dequantize_blocks(data, name, w.shape)), bits(gguf_dequantize(data, name, w.shape)))
+    got = qg.dequantize_blocks(data, name, w.shape)
+    np.testing.assert_array_equal(bits(got), bits(gguf_dequantize(data, name, w.shape)))
 
 
 @pytest.mark.parametrize("name", QUANT_TYPES)
@@ -353,7 +355,8 @@ def test_dequantize_inputs_and_out():
     assert qg.dequantize_blocks(data, "q4_0", (4, 256), out=out_t) is out_t
     np.testing.assert_array_equal(out_t, expected)
     # Float types take their natural dtype too.
-    np.testing.assert_array_equal(qg.dequantize_blocks(w.astype(np.float16), "f16", w.shape), w.astype(np.float16).astype(np.float32))
+    w16 = w.astype(np.float16)
+    np.testing.assert_array_equal(qg.dequantize_blocks(w16, "f16", w.shape), w16.astype(np.float32))
     np.testing.assert_array_equal(qg.dequantize_blocks(w, "f32", w.shape), w)
     assert qg.dequantize_blocks(np.zeros(0, np.uint8), "q6_k", (0, 256)).shape == (0, 256)
 
@@ -387,7 +390,8 @@ def test_gguf_file_round_trip(tmp_path):
             expected = np.asarray(gq.dequantize(tensor.data, tensor.tensor_type), np.float32)
         np.testing.assert_array_equal(bits(got), bits(expected.reshape(shape)), err_msg=tensor.name)
         if tensor.name.startswith("ours."):
-            np.testing.assert_array_equal(got, qg.dequantize_blocks(qg.quantize_blocks(w, tensor.name[5:]), tensor.name[5:], w.shape))
+            name = tensor.name[len("ours.") :]
+            np.testing.assert_array_equal(got, qg.dequantize_blocks(qg.quantize_blocks(w, name), name, w.shape))
 
 
 def test_grids_match_gguf():

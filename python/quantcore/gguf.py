@@ -190,7 +190,9 @@ def _as_bytes(data: object, t: BlockType) -> np.ndarray:
         raise TypeError(f"dequantize_blocks: data must be a uint8 numpy array (got {type(data).__name__})")
     natural = {"f32": np.float32, "f16": np.float16, "bf16": ml_dtypes.bfloat16}.get(t.name)
     if data.dtype != np.uint8 and not (natural is not None and data.dtype == natural):
-        raise TypeError(f"dequantize_blocks: data must be a uint8 array of {t.name} blocks (got dtype {data.dtype.name})")
+        raise TypeError(
+            f"dequantize_blocks: data must be a uint8 array of {t.name} blocks (got dtype {data.dtype.name})"
+        )
     return np.ascontiguousarray(data).reshape(-1).view(np.uint8)
 
 
@@ -301,9 +303,10 @@ def _ksigns() -> np.ndarray:
 
 
 _KSIGNS = _ksigns()
-_SIGN_TABLE = np.where(np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1, bitorder="little"), -1.0, 1.0).astype(
-    np.float32
-)  # [byte, bit]: -1 where the bit is set
+# [byte, bit]: -1.0 where the bit is set, else 1.0
+_SIGN_TABLE = np.where(
+    np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1, bitorder="little"), np.float32(-1), np.float32(1)
+)
 
 
 def _grid(name: str) -> np.ndarray:

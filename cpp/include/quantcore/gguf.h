@@ -108,10 +108,17 @@ struct GgufKernels {
 // The table for the ISA currently selected (see dispatch.h).
 const GgufKernels& gguf_kernels();
 
-// Scalar helpers shared with the SIMD files.
+// Scalar helpers shared with the SIMD files (defined in gguf_scalar.cc, so that no ISA's copy of
+// them can be picked by the linker for another).
 namespace scalar {
 float fp16_to_f32(uint16_t h);   // exact
 uint16_t f32_to_fp16(float x);   // nearest-even; overflow -> inf; NaN -> quiet NaN
+// q4_k / q5_k: the 6-bit scale and min of group g (0..7) from the 12 packed bytes.
+void k_scale_min(const uint8_t* scales, int g, uint8_t* sc, uint8_t* mn);
+// q3_k: the signed scale (-32..31) of group g (0..15) from the 12 packed bytes.
+int q3_k_scale(const uint8_t* scales, int g);
+// iq4_xs: the signed scale (-32..31) of group g (0..7).
+int iq4_xs_scale(uint16_t scales_h, const uint8_t* scales_l, int g);
 }  // namespace scalar
 
 }  // namespace quantcore

@@ -302,7 +302,8 @@ inline void store16_s8(float* y, __m128i v, __m256 d) {
 
 // Bit j (j = 0..7) of `word` in lane j, as 0 or 16: bit 4 of a q5 value.
 inline __m256i fifth_bits(uint32_t word) {
-  const __m256i bit = _mm256_and_si256(_mm256_srlv_epi32(set1(static_cast<int>(word)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)), set1(1));
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i bit = _mm256_and_si256(_mm256_srlv_epi32(set1(static_cast<int>(word)), lane), set1(1));
   return _mm256_slli_epi32(bit, 4);
 }
 
@@ -383,8 +384,7 @@ void dequantize_q3_k(const uint8_t* src, float* dst, std::size_t n_blocks) {
         const __m128i plane = _mm_cvtsi32_si128(h * 4 + s);  // hmask bit of these 32 values
         for (int half = 0; half < 2; ++half) {
           const int g = h * 8 + s * 2 + half;
-          const int lo = (sc[g % 8] >> (4 * (g / 8))) & 0x0F, hi = (sc[8 + g % 4] >> (2 * (g / 4))) & 0x03;
-          const __m256 dl = _mm256_set1_ps(d * static_cast<float>((lo | (hi << 4)) - 32));
+          const __m256 dl = _mm256_set1_ps(d * static_cast<float>(scalar::q3_k_scale(sc, g)));
           const __m128i q = _mm_and_si128(_mm_srl_epi16(load16(b + offsetof(BlockQ3_K, qs) + h * 32 + half * 16),
                                                         _mm_cvtsi32_si128(2 * s)), low2);
           const __m128i m = _mm_and_si128(_mm_srl_epi16(load16(b + offsetof(BlockQ3_K, hmask) + half * 16), plane), one);
@@ -403,15 +403,12 @@ void dequantize_q4_k(const uint8_t* src, float* dst, std::size_t n_blocks) {
     const uint8_t* s = b + offsetof(BlockQ4_K, scales);
     float* y = dst + i * kQKK;
     for (int g = 0; g < 8; g += 2) {
-      // The 6-bit scales and mins of groups g (low nibbles) and g + 1 (high), as in scalar.
-      uint8_t sc[2], mn[2];
-      for (int k = 0; k < 2; ++k) {
-        const int j = g + k;
-        sc[k] = j < 4 ? s[j] & 63 : static_cast<uint8_t>((s[j + 4] & 0x0F) | ((s[j - 4] >> 2) & 0x30));
-        mn[k] = j < 4 ? s[j + 4] & 63 : static_cast<uint8_t>((s[j + 4] >> 4) | ((s[j] >> 2) & 0x30));
-      }
-      const __m256 dl0 = _mm256_set1_ps(d * static_cast<float>(sc[0])), ml0 = _mm256_set1_ps(dmin * static_cast<float>(mn[0]));
-      const __m256 dl1 = _mm256_set1_ps(d * static_cast<float>(sc[1])), ml1 = _mm256_set1_ps(dmin * static_cast<float>(mn[1]));
+      // Groups g (low nibbles) and g + 1 (high nibbles) share 32 bytes.
+      uint8_t sc0, mn0, sc1, mn1;
+      scalar::k_scale_min(s, g, &sc0, &mn0);
+      scalar::k_scale_min(s, g + 1, &sc1, &mn1);
+      const __m256 dl0 = _mm256_set1_ps(d * static_cast<float>(sc0)), ml0 = _mm256_set1_ps(dmin * static_cast<float>(mn0));
+      const __m256 dl1 = _mm256_set1_ps(d * static_cast<float>(sc1)), ml1 = _mm256_set1_ps(dmin * static_cast<float>(mn1));
       const uint8_t* q = b + offsetof(BlockQ4_K, qs) + (g / 2) * 32;
       for (int k = 0; k < 4; ++k) {
         const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + 8 * k));
@@ -430,13 +427,14 @@ void dequantize_q5_k(const uint8_t* src, float* dst, std::size_t n_blocks) {
     const uint8_t* s = b + offsetof(BlockQ5_K, scales);
     float* y = dst + i * kQKK;
     for (int g = 0; g < 8; ++g) {
-      const uint8_t sc = g < 4 ? s[g] & 63 : static_cast<uint8_t>((s[g + 4] & 0x0F) | ((s[g - 4] >> 2) & 0x30));
-      const uint8_t mn = g < 4 ? s[g + 4] & 63 : static_cast<uint8_t>((s[g + 4] >> 4) | ((s[g] >> 2) & 0x30));
+      uint8_t sc, mn;
+      scalar::k_scale_min(s, g, &sc, &mn);
       const __m256 dl = _mm256_set1_ps(d * static_cast<float>(sc)), ml = _mm256_set1_ps(dmin * static_cast<float>(mn));
       for (int half = 0; half < 2; ++half) {
         __m128i q = load16(b + offsetof(BlockQ5_K, qs) + (g / 2) * 32 + half * 16);
         if (g % 2) q = _mm_srli_epi16(q, 4);
-        const __m128i h = _mm_and_si128(_mm_srl_epi16(load16(b + offsetof(BlockQ5_K, qh) + half * 16), _mm_cvtsi32_si128(g)), one);
+        const __m128i qh = load16(b + offsetof(BlockQ5_K, qh) + half * 16);
+        const __m128i h = _mm_and_si128(_mm_srl_epi16(qh, _mm_cvtsi32_si128(g)), one);
         const __m128i v = _mm_or_si128(_mm_and_si128(q, low4), _mm_slli_epi16(h, 4));
         store16_u8(y + g * 32 + half * 16, v, dl, ml);
       }
@@ -491,9 +489,7 @@ void dequantize_iq4_xs(const uint8_t* src, float* dst, std::size_t n_blocks) {
     const uint8_t* scales_l = b + offsetof(BlockIq4Xs, scales_l);
     float* y = dst + i * kQKK;
     for (int g = 0; g < 8; ++g) {
-      const int lo = (scales_l[g / 2] >> (4 * (g % 2))) & 0x0F;
-      const int hi = (scales_h >> (2 * g)) & 0x03;
-      const __m256 dl = _mm256_set1_ps(d * static_cast<float>((lo | (hi << 4)) - 32));
+      const __m256 dl = _mm256_set1_ps(d * static_cast<float>(scalar::iq4_xs_scale(scales_h, scales_l, g)));
       const __m128i qs = load16(b + offsetof(BlockIq4Xs, qs) + g * 16);
       store_iq4(y + g * 32, _mm_and_si128(qs, low4), dl);
       store_iq4(y + g * 32 + 16, _mm_and_si128(_mm_srli_epi16(qs, 4), low4), dl);

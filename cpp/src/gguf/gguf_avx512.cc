@@ -88,7 +88,8 @@ std::size_t quantize_q4_0(const float* src, uint8_t* dst, std::size_t n_blocks) 
     uint32_t worst = 0;
     for (std::size_t b = 0; b < kGroup; ++b) {
       unsigned at;
-      const uint32_t amax = block_amax(abs_bits(_mm512_loadu_ps(x + b * kQK)), abs_bits(_mm512_loadu_ps(x + b * kQK + 16)), &at);
+      const __m512 x0 = _mm512_loadu_ps(x + b * kQK), x1 = _mm512_loadu_ps(x + b * kQK + 16);
+      const uint32_t amax = block_amax(abs_bits(x0), abs_bits(x1), &at);
       worst = amax > worst ? amax : worst;
       max[b] = x[b * kQK + at];
     }
@@ -158,8 +159,8 @@ std::size_t quantize_q8_0(const float* src, uint8_t* dst, std::size_t n_blocks) 
     alignas(64) uint32_t amax[kGroup];
     uint32_t worst = 0;
     for (std::size_t b = 0; b < kGroup; ++b) {
-      const __m512i a = _mm512_max_epu32(abs_bits(_mm512_loadu_ps(x + b * kQK)), abs_bits(_mm512_loadu_ps(x + b * kQK + 16)));
-      amax[b] = _mm512_reduce_max_epu32(a);
+      const __m512 x0 = _mm512_loadu_ps(x + b * kQK), x1 = _mm512_loadu_ps(x + b * kQK + 16);
+      amax[b] = _mm512_reduce_max_epu32(_mm512_max_epu32(abs_bits(x0), abs_bits(x1)));
       worst = amax[b] > worst ? amax[b] : worst;
     }
     if (worst >= kInfBits) break;
@@ -307,8 +308,7 @@ void dequantize_q3_k(const uint8_t* src, float* dst, std::size_t n_blocks) {
         const __m128i plane = _mm_cvtsi32_si128(h * 4 + s);  // hmask bit of these 32 values
         for (int half = 0; half < 2; ++half) {
           const int g = h * 8 + s * 2 + half;
-          const int lo = (sc[g % 8] >> (4 * (g / 8))) & 0x0F, hi = (sc[8 + g % 4] >> (2 * (g / 4))) & 0x03;
-          const __m512 dl = _mm512_set1_ps(d * static_cast<float>((lo | (hi << 4)) - 32));
+          const __m512 dl = _mm512_set1_ps(d * static_cast<float>(scalar::q3_k_scale(sc, g)));
           const __m128i q = _mm_and_si128(_mm_srl_epi16(load16(b + offsetof(BlockQ3_K, qs) + h * 32 + half * 16),
                                                         _mm_cvtsi32_si128(2 * s)), low2);
           const __m128i m = _mm_and_si128(_mm_srl_epi16(load16(b + offsetof(BlockQ3_K, hmask) + half * 16), plane), one);
@@ -327,15 +327,12 @@ void dequantize_q4_k(const uint8_t* src, float* dst, std::size_t n_blocks) {
     const uint8_t* s = b + offsetof(BlockQ4_K, scales);
     float* y = dst + i * kQKK;
     for (int g = 0; g < 8; g += 2) {
-      // The 6-bit scales and mins of groups g (low nibbles) and g + 1 (high), as in scalar.
-      uint8_t sc[2], mn[2];
-      for (int k = 0; k < 2; ++k) {
-        const int j = g + k;
-        sc[k] = j < 4 ? s[j] & 63 : static_cast<uint8_t>((s[j + 4] & 0x0F) | ((s[j - 4] >> 2) & 0x30));
-        mn[k] = j < 4 ? s[j + 4] & 63 : static_cast<uint8_t>((s[j + 4] >> 4) | ((s[j] >> 2) & 0x30));
-      }
-      const __m512 dl0 = _mm512_set1_ps(d * static_cast<float>(sc[0])), ml0 = _mm512_set1_ps(dmin * static_cast<float>(mn[0]));
-      const __m512 dl1 = _mm512_set1_ps(d * static_cast<float>(sc[1])), ml1 = _mm512_set1_ps(dmin * static_cast<float>(mn[1]));
+      // Groups g (low nibbles) and g + 1 (high nibbles) share 32 bytes.
+      uint8_t sc0, mn0, sc1, mn1;
+      scalar::k_scale_min(s, g, &sc0, &mn0);
+      scalar::k_scale_min(s, g + 1, &sc1, &mn1);
+      const __m512 dl0 = _mm512_set1_ps(d * static_cast<float>(sc0)), ml0 = _mm512_set1_ps(dmin * static_cast<float>(mn0));
+      const __m512 dl1 = _mm512_set1_ps(d * static_cast<float>(sc1)), ml1 = _mm512_set1_ps(dmin * static_cast<float>(mn1));
       const uint8_t* q = b + offsetof(BlockQ4_K, qs) + (g / 2) * 32;
       for (int h = 0; h < 2; ++h) {
         const __m128i bytes = load16(q + 16 * h);
@@ -354,13 +351,14 @@ void dequantize_q5_k(const uint8_t* src, float* dst, std::size_t n_blocks) {
     const uint8_t* s = b + offsetof(BlockQ5_K, scales);
     float* y = dst + i * kQKK;
     for (int g = 0; g < 8; ++g) {
-      const uint8_t sc = g < 4 ? s[g] & 63 : static_cast<uint8_t>((s[g + 4] & 0x0F) | ((s[g - 4] >> 2) & 0x30));
-      const uint8_t mn = g < 4 ? s[g + 4] & 63 : static_cast<uint8_t>((s[g + 4] >> 4) | ((s[g] >> 2) & 0x30));
+      uint8_t sc, mn;
+      scalar::k_scale_min(s, g, &sc, &mn);
       const __m512 dl = _mm512_set1_ps(d * static_cast<float>(sc)), ml = _mm512_set1_ps(dmin * static_cast<float>(mn));
       for (int half = 0; half < 2; ++half) {
         __m128i q = load16(b + offsetof(BlockQ5_K, qs) + (g / 2) * 32 + half * 16);
         if (g % 2) q = _mm_srli_epi16(q, 4);
-        const __m128i h = _mm_and_si128(_mm_srl_epi16(load16(b + offsetof(BlockQ5_K, qh) + half * 16), _mm_cvtsi32_si128(g)), one);
+        const __m128i qh = load16(b + offsetof(BlockQ5_K, qh) + half * 16);
+        const __m128i h = _mm_and_si128(_mm_srl_epi16(qh, _mm_cvtsi32_si128(g)), one);
         const __m128i v = _mm_or_si128(_mm_and_si128(q, low4), _mm_slli_epi16(h, 4));
         store_scaled_minus(y + g * 32 + half * 16, _mm512_cvtepu8_epi32(v), dl, ml);
       }
@@ -414,9 +412,7 @@ void dequantize_iq4_xs(const uint8_t* src, float* dst, std::size_t n_blocks) {
     const uint8_t* scales_l = b + offsetof(BlockIq4Xs, scales_l);
     float* y = dst + i * kQKK;
     for (int g = 0; g < 8; ++g) {
-      const int lo = (scales_l[g / 2] >> (4 * (g % 2))) & 0x0F;
-      const int hi = (scales_h >> (2 * g)) & 0x03;
-      const __m512 dl = _mm512_set1_ps(d * static_cast<float>((lo | (hi << 4)) - 32));
+      const __m512 dl = _mm512_set1_ps(d * static_cast<float>(scalar::iq4_xs_scale(scales_h, scales_l, g)));
       const __m128i qs = load16(b + offsetof(BlockIq4Xs, qs) + g * 16);
       store_scaled(y + g * 32, iq4_values(_mm_and_si128(qs, low4)), dl);
       store_scaled(y + g * 32 + 16, iq4_values(_mm_and_si128(_mm_srli_epi16(qs, 4), low4)), dl);

@@ -83,17 +83,6 @@ inline int low_or_high_nibble(const uint8_t* qs, std::size_t j) {
   return j < kQK / 2 ? (qs[j] & 0x0F) : (qs[j - kQK / 2] >> 4);
 }
 
-// Q4_K / Q5_K: the 6-bit scale and min of group g (0..7) from the 12 packed bytes.
-void k_scale_min(const uint8_t* s, int g, uint8_t* sc, uint8_t* mn) {
-  if (g < 4) {
-    *sc = s[g] & 63;
-    *mn = s[g + 4] & 63;
-  } else {
-    *sc = static_cast<uint8_t>((s[g + 4] & 0x0F) | ((s[g - 4] >> 2) & 0x30));
-    *mn = static_cast<uint8_t>((s[g + 4] >> 4) | ((s[g] >> 2) & 0x30));
-  }
-}
-
 }  // namespace
 
 namespace scalar {
@@ -131,6 +120,31 @@ uint16_t f32_to_fp16(float x) {
   // the mantissa moves to the exponent; past 65504 this lands on or beyond the inf code.
   const uint32_t code = e >= -14 ? (static_cast<uint32_t>(e + 14) << 10) + rounded : rounded;
   return sign | static_cast<uint16_t>(code >= 0x7C00 ? 0x7C00 : code);
+}
+
+void k_scale_min(const uint8_t* s, int g, uint8_t* sc, uint8_t* mn) {
+  // Groups 0..3 keep 6 bits in bytes g and g + 4; groups 4..7 take 4 low bits from byte g + 4
+  // and their top 2 bits from the spare top bits of bytes g - 4 and g.
+  if (g < 4) {
+    *sc = s[g] & 63;
+    *mn = s[g + 4] & 63;
+  } else {
+    *sc = static_cast<uint8_t>((s[g + 4] & 0x0F) | ((s[g - 4] >> 2) & 0x30));
+    *mn = static_cast<uint8_t>((s[g + 4] >> 4) | ((s[g] >> 2) & 0x30));
+  }
+}
+
+int q3_k_scale(const uint8_t* s, int g) {
+  // Low 4 bits: nibble g / 8 of byte g % 8; high 2 bits: bits 2 * (g / 4) of byte 8 + g % 4.
+  const int lo = (s[g % 8] >> (4 * (g / 8))) & 0x0F;
+  const int hi = (s[8 + g % 4] >> (2 * (g / 4))) & 0x03;
+  return (lo | (hi << 4)) - 32;
+}
+
+int iq4_xs_scale(uint16_t scales_h, const uint8_t* scales_l, int g) {
+  const int lo = (scales_l[g / 2] >> (4 * (g % 2))) & 0x0F;
+  const int hi = (scales_h >> (2 * g)) & 0x03;
+  return (lo | (hi << 4)) - 32;
 }
 
 std::size_t quantize_q4_0(const float* src, uint8_t* dst, std::size_t n_blocks) {
@@ -284,12 +298,7 @@ void dequantize_q3_k(const uint8_t* src, float* dst, std::size_t n_blocks) {
     const auto b = load_block<BlockQ3_K>(src + i * sizeof(BlockQ3_K));
     const float d = fp16_to_f32(b.d);
     float dl[16];
-    for (int g = 0; g < 16; ++g) {
-      // Low 4 bits: nibble g / 8 of byte g % 8; high 2 bits: bits 2 * (g / 4) of byte 8 + g % 4.
-      const int lo = (b.scales[g % 8] >> (4 * (g / 8))) & 0x0F;
-      const int hi = (b.scales[8 + g % 4] >> (2 * (g / 4))) & 0x03;
-      dl[g] = d * static_cast<float>((lo | (hi << 4)) - 32);
-    }
+    for (int g = 0; g < 16; ++g) dl[g] = d * static_cast<float>(q3_k_scale(b.scales, g));
     float* y = dst + i * kQKK;
     for (int h = 0; h < 2; ++h)
       for (int s = 0; s < 4; ++s) {
@@ -384,9 +393,7 @@ void dequantize_iq4_xs(const uint8_t* src, float* dst, std::size_t n_blocks) {
     const float d = fp16_to_f32(b.d);
     float* y = dst + i * kQKK;
     for (int g = 0; g < 8; ++g) {
-      const int lo = (b.scales_l[g / 2] >> (4 * (g % 2))) & 0x0F;
-      const int hi = (b.scales_h >> (2 * g)) & 0x03;
-      const float dl = d * static_cast<float>((lo | (hi << 4)) - 32);
+      const float dl = d * static_cast<float>(iq4_xs_scale(b.scales_h, b.scales_l, g));
       for (std::size_t l = 0; l < 32; ++l) {
         const int q = (b.qs[g * 16 + l % 16] >> (4 * (l / 16))) & 0x0F;
         y[g * 32 + l] = dl * static_cast<float>(kIq4nlValues[q]);
