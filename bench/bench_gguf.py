@@ -120,3 +120,44 @@ def test_dequantize_numpy_copy(benchmark, weight, name):
     dst = np.empty_like(weight)
     benchmark(np.copyto, dst, weight)
     _info(benchmark, weight.size, 2 * weight.nbytes)
+
+
+def _kquant_blocks(name: str) -> np.ndarray:
+    # Random k-quant blocks with finite fp16 fields (bit 14 clear: exponent below all-ones).
+    t = qg.TYPES[name]
+    data = np.random.default_rng(1).integers(0, 256, size=(ROWS, COLS // t.block_size, t.type_size), dtype=np.uint8)
+    for offset in {"q4_k": (0, 2), "q6_k": (208,)}[name]:
+        data[..., offset + 1] &= 0xBF
+    return data.reshape(ROWS, -1)
+
+
+@pytest.mark.parametrize("name", ["q4_k", "q6_k"])
+def test_dequantize_kquant_gguf_package(benchmark, name):
+    benchmark.group = _dequant_group(name)
+    data = _kquant_blocks(name)
+    out = benchmark.pedantic(gguf.quants.dequantize, args=(data, GT[name.upper()]), rounds=2, iterations=1)
+    _info(benchmark, ROWS * COLS, data.nbytes + 4 * ROWS * COLS)
+    np.testing.assert_array_equal(qg.dequantize_blocks(data, name, (ROWS, COLS)).view(np.uint32), out.view(np.uint32))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("name", ["q4_k", "q6_k"])
+def test_dequantize_kquant_quantcore_out(benchmark, name, isa):
+    benchmark.group = _dequant_group(name)
+    data = _kquant_blocks(name)
+    out = np.empty((ROWS, COLS), np.float32)
+    with quantcore.using_isa(isa):
+        benchmark(qg.dequantize_blocks, data, name, (ROWS, COLS), out=out)
+    _info(benchmark, ROWS * COLS, data.nbytes + 4 * ROWS * COLS)
+    with quantcore.using_isa("scalar"):
+        reference = qg.dequantize_blocks(data, name, (ROWS, COLS))
+    np.testing.assert_array_equal(out.view(np.uint32), reference.view(np.uint32))
+
+
+@pytest.mark.parametrize("name", ["q4_k", "q6_k"])
+def test_dequantize_kquant_numpy_copy(benchmark, name):
+    benchmark.group = _dequant_group(name)
+    src = np.ones((ROWS, COLS), np.float32)
+    dst = np.empty_like(src)
+    benchmark(np.copyto, dst, src)
+    _info(benchmark, ROWS * COLS, 2 * src.nbytes)
