@@ -190,6 +190,21 @@ def test_quantize_ties_hit_the_rounding_rule(name):
         np.testing.assert_array_equal(q.reshape(w.shape), np.sign(w) * np.floor(np.abs(w) + 0.5))
 
 
+@pytest.mark.parametrize("isa", ISAS)
+def test_q8_0_rounding_over_float32_range(isa):
+    # With d = 1 (amax 127) the codes are round-half-away(x) for x itself: every 97th float32
+    # in [0, 127], and its negative, checked against gguf-py's np_roundf rule.
+    v = np.arange(0, 0x42FE0000, 97, dtype=np.uint32).view(np.float32)  # 0x42FE0000 = 127.0
+    v = v[: v.size // 31 * 31].reshape(-1, 31)
+    v[1::2] *= -1
+    w = np.concatenate([v, np.full((v.shape[0], 1), 127.0, np.float32)], axis=1)
+    with quantcore.using_isa(isa):
+        blocks = qg.quantize_blocks(w, "q8_0")  # one block per row
+    assert np.all(blocks[:, :2].copy().view(np.float16) == 1.0)
+    codes = blocks[:, 2:33].view(np.int8).astype(np.float32)
+    np.testing.assert_array_equal(codes, gq.np_roundf(v))
+
+
 @pytest.mark.parametrize("dtype", [np.float16, ml_dtypes.bfloat16, np.float64])
 @pytest.mark.parametrize("name", QUANT_TYPES)
 def test_quantize_other_float_inputs(name, dtype):

@@ -94,7 +94,6 @@ TYPES: dict[str, BlockType] = {
     )
 }
 QUANTIZE_TYPES = ("q4_0", "q4_1", "q8_0")
-_BY_ID = {t.ggml_id: t for t in TYPES.values()}
 
 
 def _block_type(type: object, fn: str) -> BlockType:

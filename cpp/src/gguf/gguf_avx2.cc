@@ -15,7 +15,8 @@ constexpr uint32_t kInfBits = 0x7F800000u;
 inline __m256i set1(int v) { return _mm256_set1_epi32(v); }
 inline __m256i abs_bits(__m256 x) { return _mm256_and_si256(_mm256_castps_si256(x), set1(0x7FFFFFFF)); }
 
-// F16C's fp16 conversions round to nearest-even, as scalar::f32_to_fp16.
+// fp16 -> float32 is exact; the float32 -> fp16 conversions below (vcvtps2ph) round to
+// nearest-even, as scalar::f32_to_fp16 does.
 inline float from_fp16(const uint8_t* p) {
   uint16_t h;
   std::memcpy(&h, p, 2);

@@ -1,7 +1,7 @@
 // AVX-512 (F, BW, DQ, VL) GGUF kernels: one 32-value block is two 16-lane vectors; every
-// float operation is the scalar reference's, in its order (mul then add, never FMA). The
-// per-block d and 1 / d are computed once per block, as in the reference. Only this file is
-// compiled with AVX-512 flags.
+// float operation is the scalar reference's single float32 operation, in its order (mul then
+// add, never FMA), so the bytes and floats are identical. Only this file is compiled with
+// AVX-512 flags.
 #include <immintrin.h>
 
 #include <cstring>
@@ -15,7 +15,8 @@ constexpr uint32_t kInfBits = 0x7F800000u;
 
 inline __m512i abs_bits(__m512 x) { return _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(0x7FFFFFFF)); }
 
-// F16C's fp16 conversions round to nearest-even, as scalar::f32_to_fp16.
+// fp16 -> float32 is exact; the float32 -> fp16 conversions below (vcvtps2ph) round to
+// nearest-even, as scalar::f32_to_fp16 does.
 inline float from_fp16(const uint8_t* p) {
   uint16_t h;
   std::memcpy(&h, p, 2);
@@ -57,8 +58,8 @@ inline float key_to_float(int32_t k) {
 
 // Round half away from zero, then to int32: trunc(v + copysign(0.49999997, v)). With the
 // largest float below 0.5 the sum never rounds up across an integer, so this equals scalar's
-// floor-based rule for every float32 (checked exhaustively for |v| <= 129; q8_0 has
-// |v| <= 127 + ulps); NaN and +-inf give INT32_MIN, as in scalar.
+// floor-based rule for every float32 (checked exhaustively for 0 <= v < 129, negative v by
+// symmetry; q8_0 has |v| <= 127 + ulps); NaN and +-inf give INT32_MIN, as in scalar.
 inline __m512i round_away(__m512 v) {
   const __m512i sign = _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(INT32_MIN));
   const __m512 nudge = _mm512_castsi512_ps(_mm512_or_si512(sign, _mm512_set1_epi32(0x3EFFFFFF)));  // 0.49999997
