@@ -37,6 +37,7 @@ TypeInfo type_info(int type) {
     case 14: return {"q6_k", kQKK, sizeof(BlockQ6_K)};
     case 20: return {"iq4_nl", kQK, sizeof(BlockIq4Nl)};
     case 23: return {"iq4_xs", kQKK, sizeof(BlockIq4Xs)};
+    case 39: return {"mxfp4", kQK, sizeof(BlockMxfp4)};
     default: throw std::invalid_argument("gguf: no C++ kernel for ggml type id " + std::to_string(type));
   }
 }
@@ -68,6 +69,7 @@ DequantizeKernel dequantize_kernel(int type) {
     case 14: return k.dequantize_q6_k;
     case 20: return k.dequantize_iq4_nl;
     case 23: return k.dequantize_iq4_xs;
+    case 39: return k.dequantize_mxfp4;
     default: type_info(type);  // throws
   }
   return nullptr;

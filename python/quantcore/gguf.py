@@ -32,9 +32,10 @@ Differences from llama.cpp, by choice:
     which is what gguf-py and ggml produce on x86.
 
 Implementations: q4_0, q4_1, q8_0 quantize and dequantize, and q5_0, q5_1, q2_k .. q6_k,
-iq4_nl, iq4_xs dequantize run in C++ (a scalar reference plus AVX2 / AVX-512 kernels, chosen at
-run time) over the thread pool with the GIL released. The remaining types (f32, f16, bf16,
-tq1_0, tq2_0, mxfp4, nvfp4 and the iq1/iq2/iq3 grids) dequantize in numpy, in this module.
+iq4_nl, iq4_xs, mxfp4 dequantize run in C++ (a scalar reference plus AVX2 / AVX-512 kernels,
+chosen at run time) over the thread pool with the GIL released. The remaining types (f32, f16,
+bf16, tq1_0, tq2_0, nvfp4 and the grid i-quants iq1_s, iq1_m, iq2_xxs, iq2_xs, iq2_s, iq3_xxs,
+iq3_s) dequantize in numpy, in this module, one thread.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ TYPES: dict[str, BlockType] = {
         BlockType("bf16", 30, 1, 2, "numpy"),
         BlockType("tq1_0", 34, 256, 54, "numpy"),
         BlockType("tq2_0", 35, 256, 66, "numpy"),
-        BlockType("mxfp4", 39, 32, 17, "numpy"),
+        BlockType("mxfp4", 39, 32, 17, "c++ simd"),
         BlockType("nvfp4", 40, 64, 36, "numpy"),
     )
 }
@@ -344,17 +345,8 @@ def _dequantize_tq2_0(b: np.ndarray) -> np.ndarray:
     return _fp16(b, 64) * (q.astype(np.float32) - np.float32(1))
 
 
+# nvfp4's code book: the e2m1 values doubled (as mxfp4's in C++), so scales are taken at half.
 _E2M1_DOUBLED = np.array([0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12], np.float32)
-
-
-def _dequantize_mxfp4(b: np.ndarray) -> np.ndarray:
-    # e:e8m0 scale byte, then 16 bytes of e2m1 nibbles (values 0..15 low, 16..31 high). The
-    # code book is doubled, so the scale is taken at half: 2^(e - 128), ggml's e8m0_to_fp32_half.
-    n = b.shape[0]
-    e = b[:, 0:1].astype(np.uint32)
-    half_scale = np.where(e < 2, np.uint32(0x00200000) << e, (e - np.uint32(1)) << np.uint32(23)).view(np.float32)
-    q = _bits(b[:, 1:17], 4, 2).transpose(0, 2, 1).reshape(n, 32)
-    return half_scale * _E2M1_DOUBLED[q]
 
 
 def _ue4m3_half_table() -> np.ndarray:
@@ -490,7 +482,6 @@ def _dequantize_iq1_m(b: np.ndarray) -> np.ndarray:
 _NUMPY_DEQUANTIZERS = {
     "tq1_0": _dequantize_tq1_0,
     "tq2_0": _dequantize_tq2_0,
-    "mxfp4": _dequantize_mxfp4,
     "nvfp4": _dequantize_nvfp4,
     "iq2_xxs": _dequantize_iq2_xxs,
     "iq2_xs": _dequantize_iq2_xs,

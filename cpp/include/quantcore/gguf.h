@@ -11,7 +11,7 @@
 //   q5_1  (32, 24)  d, m, qh[4], qs[16].  x = d * q + m.
 //   q8_0  (32, 34)  d:fp16, qs[32]:int8.  x = d * q.
 //   q2_k, q3_k, q4_k, q5_k, q6_k (256 values, 84/110/144/176/210 bytes), iq4_nl (32, 18),
-//   iq4_xs (256, 136): see the block structs below and the scalar reference.
+//   iq4_xs (256, 136), mxfp4 (32, 17): see the block structs below and the scalar reference.
 // (The i-quants with grids, tq*, mxfp4 and nvfp4 are decoded in Python: quantcore/gguf.py.)
 //
 // Quantization follows ggml's reference quantize_row_*_ref, which the gguf Python package
@@ -54,6 +54,8 @@ struct BlockQ6_K { uint8_t ql[kQKK / 2]; uint8_t qh[kQKK / 4]; int8_t scales[kQK
 // Non-linear 4-bit: q indexes kIq4nlValues.
 struct BlockIq4Nl { uint16_t d; uint8_t qs[kQK / 2]; };
 struct BlockIq4Xs { uint16_t d; uint16_t scales_h; uint8_t scales_l[kQKK / 64]; uint8_t qs[kQKK / 2]; };
+// OCP MX fp4: an e8m0 scale byte and 32 e2m1 codes, nibbles as q4_0.
+struct BlockMxfp4 { uint8_t e; uint8_t qs[kQK / 2]; };
 
 static_assert(sizeof(BlockQ4_0) == 18, "q4_0 block is 18 bytes");
 static_assert(sizeof(BlockQ4_1) == 20, "q4_1 block is 20 bytes");
@@ -67,10 +69,14 @@ static_assert(sizeof(BlockQ5_K) == 176, "q5_k block is 176 bytes");
 static_assert(sizeof(BlockQ6_K) == 210, "q6_k block is 210 bytes");
 static_assert(sizeof(BlockIq4Nl) == 18, "iq4_nl block is 18 bytes");
 static_assert(sizeof(BlockIq4Xs) == 136, "iq4_xs block is 136 bytes");
+static_assert(sizeof(BlockMxfp4) == 17, "mxfp4 block is 17 bytes");
 
 // The iq4_nl / iq4_xs code book (ggml's kvalues_iq4nl).
 constexpr int8_t kIq4nlValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
                                      1,    13,   25,  38,  53,  69,  89,  113};
+// The e2m1 values doubled (ggml's kvalues_mxfp4), so the e8m0 scale is applied at half:
+// x = 2^(e - 128) * kMxfp4Values[q].
+constexpr int8_t kMxfp4Values[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
 
 // One signature per kernel; every ISA namespace (scalar, avx2, avx512) provides all.
 // quantize_*: n_blocks blocks of 32 float32 values -> blocks of bytes. Returns the number of
@@ -91,7 +97,8 @@ constexpr int8_t kIq4nlValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
   X(void, dequantize_q5_k, (const uint8_t* src, float* dst, std::size_t n_blocks))      \
   X(void, dequantize_q6_k, (const uint8_t* src, float* dst, std::size_t n_blocks))      \
   X(void, dequantize_iq4_nl, (const uint8_t* src, float* dst, std::size_t n_blocks))    \
-  X(void, dequantize_iq4_xs, (const uint8_t* src, float* dst, std::size_t n_blocks))
+  X(void, dequantize_iq4_xs, (const uint8_t* src, float* dst, std::size_t n_blocks))    \
+  X(void, dequantize_mxfp4, (const uint8_t* src, float* dst, std::size_t n_blocks))
 
 #define QUANTCORE_DECLARE_KERNEL(ret, name, args) ret name args;
 namespace scalar { QUANTCORE_GGUF_KERNELS(QUANTCORE_DECLARE_KERNEL) }
@@ -119,6 +126,8 @@ void k_scale_min(const uint8_t* scales, int g, uint8_t* sc, uint8_t* mn);
 int q3_k_scale(const uint8_t* scales, int g);
 // iq4_xs: the signed scale (-32..31) of group g (0..7).
 int iq4_xs_scale(uint16_t scales_h, const uint8_t* scales_l, int g);
+// mxfp4: half the e8m0 scale, 2^(e - 128), exact (ggml's ggml_e8m0_to_fp32_half).
+float e8m0_half(uint8_t e);
 }  // namespace scalar
 
 }  // namespace quantcore

@@ -314,14 +314,14 @@ inline void unpack_q5(const uint8_t* qs, uint32_t qh, __m256i q[4]) {
   for (int k = 0; k < 4; ++k) q[k] = _mm256_or_si256(q[k], fifth_bits(qh >> (8 * k)));
 }
 
-// iq4: 16 nibbles through the 16-entry code book (pshufb is a 16-entry byte table lookup),
+// 16 nibbles through a 16-entry int8 code book (pshufb is a 16-entry byte table lookup),
 // stored as 16 scaled floats.
-inline void store_iq4(float* y, __m128i nibbles, __m256 d) {
-  const __m128i book = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues));
-  const __m128i v = _mm_shuffle_epi8(book, nibbles);
+inline void store_book(float* y, const int8_t* book, __m128i nibbles, __m256 d) {
+  const __m128i v = _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(book)), nibbles);
   store_scaled(y, _mm256_cvtepi8_epi32(v), d);
   store_scaled(y + 8, _mm256_cvtepi8_epi32(_mm_srli_si128(v, 8)), d);
 }
+inline void store_iq4(float* y, __m128i nibbles, __m256 d) { store_book(y, kIq4nlValues, nibbles, d); }
 
 }  // namespace
 
@@ -495,6 +495,17 @@ void dequantize_iq4_xs(const uint8_t* src, float* dst, std::size_t n_blocks) {
       store_iq4(y + g * 32, _mm_and_si128(qs, low4), dl);
       store_iq4(y + g * 32 + 16, _mm_and_si128(_mm_srli_epi16(qs, 4), low4), dl);
     }
+  }
+}
+
+void dequantize_mxfp4(const uint8_t* src, float* dst, std::size_t n_blocks) {
+  const __m128i low4 = _mm_set1_epi8(0x0F);
+  for (std::size_t i = 0; i < n_blocks; ++i) {
+    const uint8_t* b = src + i * sizeof(BlockMxfp4);
+    const __m256 d = _mm256_set1_ps(scalar::e8m0_half(b[offsetof(BlockMxfp4, e)]));
+    const __m128i qs = load16(b + offsetof(BlockMxfp4, qs));
+    store_book(dst + i * kQK, kMxfp4Values, _mm_and_si128(qs, low4), d);
+    store_book(dst + i * kQK + 16, kMxfp4Values, _mm_and_si128(_mm_srli_epi16(qs, 4), low4), d);
   }
 }
 

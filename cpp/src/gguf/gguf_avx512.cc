@@ -238,11 +238,11 @@ inline __m512i five_bit(__m128i qs, bool high, __mmask16 qh) {
   return _mm512_mask_or_epi32(q, qh, q, _mm512_set1_epi32(16));
 }
 
-// iq4: 16 nibbles through the 16-entry code book (pshufb is a 16-entry byte table lookup).
-inline __m512i iq4_values(__m128i nibbles) {
-  const __m128i book = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues));
-  return _mm512_cvtepi8_epi32(_mm_shuffle_epi8(book, nibbles));
+// 16 nibbles through a 16-entry int8 code book (pshufb is a 16-entry byte table lookup).
+inline __m512i book_values(const int8_t* book, __m128i nibbles) {
+  return _mm512_cvtepi8_epi32(_mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(book)), nibbles));
 }
+inline __m512i iq4_values(__m128i nibbles) { return book_values(kIq4nlValues, nibbles); }
 
 }  // namespace
 
@@ -418,6 +418,18 @@ void dequantize_iq4_xs(const uint8_t* src, float* dst, std::size_t n_blocks) {
       store_scaled(y + g * 32, iq4_values(_mm_and_si128(qs, low4)), dl);
       store_scaled(y + g * 32 + 16, iq4_values(_mm_and_si128(_mm_srli_epi16(qs, 4), low4)), dl);
     }
+  }
+}
+
+void dequantize_mxfp4(const uint8_t* src, float* dst, std::size_t n_blocks) {
+  const __m128i low4 = _mm_set1_epi8(0x0F);
+  for (std::size_t i = 0; i < n_blocks; ++i) {
+    const uint8_t* b = src + i * sizeof(BlockMxfp4);
+    const __m512 d = _mm512_set1_ps(scalar::e8m0_half(b[offsetof(BlockMxfp4, e)]));
+    const __m128i qs = load16(b + offsetof(BlockMxfp4, qs));
+    float* y = dst + i * kQK;
+    store_scaled(y, book_values(kMxfp4Values, _mm_and_si128(qs, low4)), d);
+    store_scaled(y + 16, book_values(kMxfp4Values, _mm_and_si128(_mm_srli_epi16(qs, 4), low4)), d);
   }
 }
 

@@ -147,6 +147,11 @@ int iq4_xs_scale(uint16_t scales_h, const uint8_t* scales_l, int g) {
   return (lo | (hi << 4)) - 32;
 }
 
+float e8m0_half(uint8_t e) {
+  // 2^(e - 128): a normal float32 from e = 2 up; below, the subnormals 2^-127 and 2^-126.
+  return bits_float(e < 2 ? 0x00200000u << e : static_cast<uint32_t>(e - 1) << 23);
+}
+
 std::size_t quantize_q4_0(const float* src, uint8_t* dst, std::size_t n_blocks) {
   for (std::size_t i = 0; i < n_blocks; ++i) {
     const float* x = src + i * kQK;
@@ -399,6 +404,15 @@ void dequantize_iq4_xs(const uint8_t* src, float* dst, std::size_t n_blocks) {
         y[g * 32 + l] = dl * static_cast<float>(kIq4nlValues[q]);
       }
     }
+  }
+}
+
+void dequantize_mxfp4(const uint8_t* src, float* dst, std::size_t n_blocks) {
+  for (std::size_t i = 0; i < n_blocks; ++i) {
+    const auto b = load_block<BlockMxfp4>(src + i * sizeof(BlockMxfp4));
+    const float d = e8m0_half(b.e);
+    for (std::size_t j = 0; j < kQK; ++j)
+      dst[i * kQK + j] = d * static_cast<float>(kMxfp4Values[low_or_high_nibble(b.qs, j)]);
   }
 }
 
