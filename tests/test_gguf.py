@@ -312,6 +312,20 @@ def _gguf_can_quantize(name: str) -> bool:
 QUANTIZABLE_BY_GGUF = [name for name in GGUF_DEQUANT_TYPES if _gguf_can_quantize(name)]
 
 
+@pytest.mark.parametrize("name", [n for n in ("mxfp4", "nvfp4") if n in GGUF_DEQUANT_TYPES])
+def test_dequantize_every_scale_byte(name):
+    # Each of the 256 scale bytes (e8m0 / ue4m3, subnormal and NaN codes included) on every ISA.
+    t = qg.TYPES[name]
+    data = random_blocks(name, 256, seed=12).reshape(256, t.type_size)
+    scale_bytes = 1 if name == "mxfp4" else 4
+    data[:, :scale_bytes] = np.arange(256, dtype=np.uint8)[:, None]
+    shape = shape_for(name, 256, 8)
+    expected = gguf_dequantize(data.reshape(-1), name, shape)
+    for isa in ISAS:
+        with quantcore.using_isa(isa):
+            np.testing.assert_array_equal(bits(qg.dequantize_blocks(data, name, shape)), bits(expected))
+
+
 @pytest.mark.parametrize("name", QUANTIZABLE_BY_GGUF)
 def test_dequantize_matches_gguf_on_gguf_quantized_blocks(name):
     w = make_data("mixed_blocks", 4, 1536, seed=7)
