@@ -221,6 +221,7 @@ def test_quantize_shapes_and_views(name):
     np.testing.assert_array_equal(qg.quantize_blocks(w.reshape(2, 3, 128), name), full.reshape(2, 3, -1))
     np.testing.assert_array_equal(qg.quantize_blocks(w[::2], name), full[::2])
     np.testing.assert_array_equal(qg.quantize_blocks(np.asfortranarray(w), name), full)
+    np.testing.assert_array_equal(qg.quantize_blocks(w.astype(">f4"), name), full)
     assert qg.quantize_blocks(np.zeros((0, 64), np.float32), name).shape == (0, 2 * qg.TYPES[name].type_size)
     # The gguf enum is accepted, as are upper-case names.
     np.testing.assert_array_equal(qg.quantize_blocks(w, GT[name.upper()]), full)

@@ -146,7 +146,7 @@ def quantize_blocks(w: np.ndarray, type: object) -> np.ndarray:
     if t.name not in QUANTIZE_TYPES:
         raise ValueError(f"quantize_blocks: type must be one of {list(QUANTIZE_TYPES)} (got {t.name!r})")
     a = as_array(w, "quantize_blocks", "w")
-    if a.dtype not in _FLOAT_INPUTS:
+    if a.dtype.newbyteorder("=") not in _FLOAT_INPUTS:
         raise TypeError(
             f"quantize_blocks: w must be float32, float16, bfloat16 or float64 (got dtype {a.dtype.name})"
         )
