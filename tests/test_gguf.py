@@ -162,19 +162,25 @@ def test_quantize_q4_0_signed_zeros_match_gguf(isa):
 
 
 @pytest.mark.parametrize("isa", ISAS)
-def test_quantize_q4_1_signed_zeros_order_minus_zero_first(isa):
-    # Our documented rule (gguf-py's numpy min/max leave this to the data order): -0.0 < +0.0,
-    # so a block mixing them has m = -0.0 and d = (+0.0 - -0.0) / 15 = +0.0.
+def test_quantize_q4_1_signed_zeros_follow_ggml(isa):
+    # gguf-py's numpy min/max leave the sign of a zero min or max to the data order; we follow
+    # ggml's loop: the first zero sets the sign of m, and d = (z - z) / 15 = +0.0.
     w = make_data("signed_zeros", 4, 512)
     w[:, :32] = 0.0  # one all +0.0 block per row
+    w[:, 32:64] = np.float32(-0.0)  # one all -0.0 block per row
     with quantcore.using_isa(isa):
         blocks = qg.quantize_blocks(w, "q4_1").reshape(4, -1, 20)
     d = blocks[..., 0:2].copy().view(np.uint16)[..., 0]
     m = blocks[..., 2:4].copy().view(np.uint16)[..., 0]
+    first_is_negative = np.signbit(w.reshape(4, -1, 32)[..., 0])
     np.testing.assert_array_equal(d, 0)
-    np.testing.assert_array_equal(m[:, 0], 0)
-    np.testing.assert_array_equal(m[:, 1:], 0x8000)
+    np.testing.assert_array_equal(m, np.where(first_is_negative, 0x8000, 0))
     np.testing.assert_array_equal(blocks[..., 4:], 0)
+    # Zero min or max next to non-zero values: min 0 from the first zero, max positive.
+    v = np.float32([[-0.0, 0.0, 1.0] + [0.0] * 29, [0.0, -0.0, 2.0] + [-0.0] * 29])
+    with quantcore.using_isa(isa):
+        m = qg.quantize_blocks(v, "q4_1")[:, 2:4].copy().view(np.uint16)[:, 0]
+    np.testing.assert_array_equal(m, [0x8000, 0])
 
 
 @pytest.mark.parametrize("name", QUANT_TYPES)

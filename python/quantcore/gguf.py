@@ -23,11 +23,12 @@ Differences from llama.cpp, by choice:
     NaN or inf in w raises ValueError naming the block. ggml's quantizers do not check (NaN
     and inf become garbage codes; llama.cpp's loader rejects such rows later, in
     ggml_validate_row_data).
-    Signed zeros: q4_0 takes the first value of largest |x| like gguf-py (ggml starts from +0.0,
-    so an all-zero block starting with -0.0 gets d = -0.0 there and +0.0 here and in gguf-py).
-    q4_1 takes min/max with -0.0 < +0.0; gguf-py's numpy min/max leaves the sign of a zero
-    result to the data order, so blocks mixing -0.0 and +0.0 as their minimum or maximum may
-    differ from it in the sign bit of m or d (the decoded values are the same).
+    Signed zeros: q4_0 takes the first value of largest |x|, as gguf-py does (ggml's loop starts
+    from +0.0, so an all-zero block whose first value is -0.0 gets d = -0.0 there and +0.0 here
+    and in gguf-py). q4_1 takes the first value of the smallest / largest value, as ggml's loop
+    does; gguf-py's numpy min/max leave the sign of a zero min or max to the data order, so a
+    block whose min or max is a zero of both signs may differ from gguf-py in the sign bit of
+    m or d (the decoded values are the same).
     Blocks whose scale d is so small that 1 / d overflows (blocks of denormals) get all codes 0,
     which is what gguf-py and ggml produce on x86.
 

@@ -19,6 +19,7 @@
 //   q4_0  max = the first value of largest |x| in the block; d = max / -8; id = 1 / d (0 when
 //         d == 0); q = min(15, trunc(x * id + 8.5)).
 //   q4_1  d = (max - min) / 15; id as above; q = min(15, trunc((x - min) * id + 0.5)); m = min.
+//         min and max are the first values holding them (this fixes the sign of a zero).
 //   q8_0  d = amax / 127; id as above; q = round half away from zero (x * id).
 // Every product and sum is one float32 rounding (no FMA contraction); d and m are rounded to
 // fp16 nearest-even after they were used in float32. A code conversion whose input is NaN or

@@ -30,19 +30,6 @@ inline uint32_t reduce_max_epu32(__m256i v) {
   m = _mm_max_epu32(m, _mm_shuffle_epi32(m, _MM_SHUFFLE(2, 3, 0, 1)));
   return static_cast<uint32_t>(_mm_cvtsi128_si32(m));
 }
-inline int32_t reduce_min_epi32(__m256i v) {
-  __m128i m = _mm_min_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  m = _mm_min_epi32(m, _mm_shuffle_epi32(m, _MM_SHUFFLE(1, 0, 3, 2)));
-  m = _mm_min_epi32(m, _mm_shuffle_epi32(m, _MM_SHUFFLE(2, 3, 0, 1)));
-  return _mm_cvtsi128_si32(m);
-}
-inline int32_t reduce_max_epi32(__m256i v) {
-  __m128i m = _mm_max_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  m = _mm_max_epi32(m, _mm_shuffle_epi32(m, _MM_SHUFFLE(1, 0, 3, 2)));
-  m = _mm_max_epi32(m, _mm_shuffle_epi32(m, _MM_SHUFFLE(2, 3, 0, 1)));
-  return _mm_cvtsi128_si32(m);
-}
-
 // One block in four vectors: its values and their |x| bits.
 struct Block32 {
   __m256 x[4];
@@ -81,16 +68,26 @@ inline void store_nibbles(const __m256i c[4], uint8_t* qs) {
                    _mm_packus_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1)));
 }
 
-// Ordered integer keys (see scalar): -0.0 sorts below +0.0.
-inline __m256i ordered_key(__m256 x) {
-  const __m256i b = _mm256_castps_si256(x);
-  return _mm256_xor_si256(b, _mm256_and_si256(_mm256_srai_epi32(b, 31), set1(0x7FFFFFFF)));
+inline float reduce_min_ps(__m256 v) {
+  __m128 m = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_min_ps(m, _mm_movehl_ps(m, m));
+  return _mm_cvtss_f32(_mm_min_ss(m, _mm_movehdup_ps(m)));
 }
-inline float key_to_float(int32_t k) {
-  const uint32_t b = static_cast<uint32_t>(k ^ ((k >> 31) & 0x7FFFFFFF));
-  float x;
-  std::memcpy(&x, &b, 4);
-  return x;
+inline float reduce_max_ps(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  return _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+}
+
+// A block's min or max as scalar finds it: the value is the vector reduction's; when it is
+// zero, its sign is that of the block's first zero (minps / maxps leave the sign of a zero
+// result to operand order).
+inline float first_if_zero(float v, const Block32& blk, const float* x) {
+  if (v != 0.0f) return v;
+  uint32_t zeros = 0;
+  for (int k = 0; k < 4; ++k)
+    zeros |= static_cast<uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(blk.x[k], _mm256_setzero_ps(), _CMP_EQ_OQ))) << (8 * k);
+  return x[__builtin_ctz(zeros)];
 }
 
 // Round half away from zero, then to int32: trunc(v + copysign(0.49999997, v)); see the AVX-512
@@ -177,14 +174,10 @@ std::size_t quantize_q4_1(const float* src, uint8_t* dst, std::size_t n_blocks) 
       const Block32 blk(x + b * kQK);
       const uint32_t amax = blk.amax();
       worst = amax > worst ? amax : worst;
-      __m256i kmin = ordered_key(blk.x[0]), kmax = kmin;
-      for (int k = 1; k < 4; ++k) {
-        const __m256i key = ordered_key(blk.x[k]);
-        kmin = _mm256_min_epi32(kmin, key);
-        kmax = _mm256_max_epi32(kmax, key);
-      }
-      min[b] = key_to_float(reduce_min_epi32(kmin));
-      max[b] = key_to_float(reduce_max_epi32(kmax));
+      const __m256 lo = _mm256_min_ps(_mm256_min_ps(blk.x[0], blk.x[1]), _mm256_min_ps(blk.x[2], blk.x[3]));
+      const __m256 hi = _mm256_max_ps(_mm256_max_ps(blk.x[0], blk.x[1]), _mm256_max_ps(blk.x[2], blk.x[3]));
+      min[b] = first_if_zero(reduce_min_ps(lo), blk, x + b * kQK);
+      max[b] = first_if_zero(reduce_max_ps(hi), blk, x + b * kQK);
     }
     if (worst >= kInfBits) break;
     const __m256 vmin = _mm256_load_ps(min);

@@ -44,16 +44,14 @@ inline void store_nibbles(__m512i lo, __m512i hi, uint8_t* qs) {
   _mm_storeu_si128(reinterpret_cast<__m128i*>(qs), _mm512_cvtepi32_epi8(_mm512_or_si512(lo, _mm512_slli_epi32(hi, 4))));
 }
 
-// Ordered integer keys (see scalar): -0.0 sorts below +0.0.
-inline __m512i ordered_key(__m512 x) {
-  const __m512i b = _mm512_castps_si512(x);
-  return _mm512_xor_si512(b, _mm512_and_si512(_mm512_srai_epi32(b, 31), _mm512_set1_epi32(0x7FFFFFFF)));
-}
-inline float key_to_float(int32_t k) {
-  const uint32_t b = static_cast<uint32_t>(k ^ ((k >> 31) & 0x7FFFFFFF));
-  float x;
-  std::memcpy(&x, &b, 4);
-  return x;
+// A block's min or max as scalar finds it: the value is the vector reduction's; when it is
+// zero, its sign is that of the block's first zero (vminps / vmaxps leave the sign of a zero
+// result to operand order).
+inline float first_if_zero(float v, __m512 x0, __m512 x1, const float* x) {
+  if (v != 0.0f) return v;
+  const uint32_t zeros = static_cast<uint32_t>(_mm512_cmp_ps_mask(x0, _mm512_setzero_ps(), _CMP_EQ_OQ)) |
+                         (static_cast<uint32_t>(_mm512_cmp_ps_mask(x1, _mm512_setzero_ps(), _CMP_EQ_OQ)) << 16);
+  return x[__builtin_ctz(zeros)];
 }
 
 // Round half away from zero, then to int32: trunc(v + copysign(0.49999997, v)). With the
@@ -125,9 +123,9 @@ std::size_t quantize_q4_1(const float* src, uint8_t* dst, std::size_t n_blocks) 
       const __m512 x0 = _mm512_loadu_ps(x + b * kQK), x1 = _mm512_loadu_ps(x + b * kQK + 16);
       const uint32_t amax = _mm512_reduce_max_epu32(_mm512_max_epu32(abs_bits(x0), abs_bits(x1)));
       worst = amax > worst ? amax : worst;
-      const __m512i k0 = ordered_key(x0), k1 = ordered_key(x1);
-      min[b] = key_to_float(_mm512_reduce_min_epi32(_mm512_min_epi32(k0, k1)));
-      max[b] = key_to_float(_mm512_reduce_max_epi32(_mm512_max_epi32(k0, k1)));
+      const float* xb = x + b * kQK;
+      min[b] = first_if_zero(_mm512_reduce_min_ps(_mm512_min_ps(x0, x1)), x0, x1, xb);
+      max[b] = first_if_zero(_mm512_reduce_max_ps(_mm512_max_ps(x0, x1)), x0, x1, xb);
     }
     if (worst >= kInfBits) break;
     const __m512 vmin = _mm512_load_ps(min);

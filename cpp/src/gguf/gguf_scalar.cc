@@ -65,18 +65,6 @@ uint32_t amax_bits(const float* x, std::size_t n, std::size_t* first_index) {
 
 constexpr uint32_t kInfBits = 0x7F800000u;
 
-// A total order on non-NaN floats as signed integers, -0.0 below +0.0 (numpy's min/max leave
-// the sign of a zero result to the order of the data; this is the one rule every ISA follows).
-// The map is its own inverse.
-int32_t ordered_key(float x) {
-  const int32_t b = static_cast<int32_t>(float_bits(x));
-  return b ^ ((b >> 31) & 0x7FFFFFFF);
-}
-
-float ordered_key_to_float(int32_t k) {
-  return bits_float(static_cast<uint32_t>(k ^ ((k >> 31) & 0x7FFFFFFF)));
-}
-
 // Nibble q of value j of a 32-value block packed as q4_0 / q4_1 / q5_* / iq4_nl: low nibbles
 // hold values 0..15, high nibbles 16..31.
 inline int low_or_high_nibble(const uint8_t* qs, std::size_t j) {
@@ -177,13 +165,13 @@ std::size_t quantize_q4_1(const float* src, uint8_t* dst, std::size_t n_blocks) 
     const float* x = src + i * kQK;
     std::size_t at;
     if (amax_bits(x, kQK, &at) >= kInfBits) return i;
-    int32_t min_key = ordered_key(x[0]), max_key = min_key;
+    // ggml's loop: the first value of the smallest (largest) magnitude wins, which settles the
+    // sign of a zero min or max (numpy's min/max in gguf-py leave it to the data order).
+    float min = x[0], max = x[0];
     for (std::size_t j = 1; j < kQK; ++j) {
-      const int32_t k = ordered_key(x[j]);
-      min_key = k < min_key ? k : min_key;
-      max_key = k > max_key ? k : max_key;
+      if (x[j] < min) min = x[j];
+      if (x[j] > max) max = x[j];
     }
-    const float min = ordered_key_to_float(min_key), max = ordered_key_to_float(max_key);
     const float d = (max - min) / 15.0f;
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
     BlockQ4_1 b;
