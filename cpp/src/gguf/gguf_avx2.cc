@@ -114,13 +114,6 @@ inline void unpack_block_nibbles(const uint8_t* qs, __m256i q[4]) {
   q[3] = unpack_nibbles8(upper, true);
 }
 
-}  // namespace
-
-// The quantizers work on groups of 8 blocks in three passes, as the AVX-512 ones do (see
-// there): per-block statistics, then d, 1 / d and fp16 fields as one vector, then the codes.
-// Leftover blocks, and a group holding NaN or inf, go to the scalar reference.
-constexpr std::size_t kGroup = 8;
-
 inline void store_fp16x8(__m256 v, uint16_t* out) {
   _mm_store_si128(reinterpret_cast<__m128i*>(out), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
 }
@@ -130,6 +123,13 @@ inline __m256 inverse_or_zero(__m256 d) {
   const __m256 nonzero = _mm256_cmp_ps(d, _mm256_setzero_ps(), _CMP_NEQ_OQ);
   return _mm256_and_ps(nonzero, _mm256_div_ps(_mm256_set1_ps(1.0f), d));
 }
+
+// The quantizers work on groups of 8 blocks in three passes, as the AVX-512 ones do (see
+// there): per-block statistics, then d, 1 / d and fp16 fields as one vector, then the codes.
+// Leftover blocks, and a group holding NaN or inf, go to the scalar reference.
+constexpr std::size_t kGroup = 8;
+
+}  // namespace
 
 std::size_t quantize_q4_0(const float* src, uint8_t* dst, std::size_t n_blocks) {
   std::size_t i = 0;

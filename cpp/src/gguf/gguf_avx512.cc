@@ -70,14 +70,14 @@ inline __m512i unpack_nibbles(__m128i qs, bool high) {
   return _mm512_cvtepu8_epi32(_mm_and_si128(n, _mm_set1_epi8(0x0F)));
 }
 
-}  // namespace
-
 // The quantizers work on groups of 16 blocks in three passes: (1) per block, the statistics
 // (largest |x| and its signed value, or min and max); (2) d, 1 / d and the fp16 fields of all
 // 16 blocks in one vector each; (3) per block, the codes. The passes break the long
 // reduce -> divide -> encode dependency chain of a block-at-a-time loop. Leftover blocks, and
 // a group holding NaN or inf, go to the scalar reference (which stops at the bad block).
 constexpr std::size_t kGroup = 16;
+
+}  // namespace
 
 std::size_t quantize_q4_0(const float* src, uint8_t* dst, std::size_t n_blocks) {
   std::size_t i = 0;

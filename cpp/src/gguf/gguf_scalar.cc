@@ -165,8 +165,8 @@ std::size_t quantize_q4_1(const float* src, uint8_t* dst, std::size_t n_blocks) 
     const float* x = src + i * kQK;
     std::size_t at;
     if (amax_bits(x, kQK, &at) >= kInfBits) return i;
-    // ggml's loop: the first value of the smallest (largest) magnitude wins, which settles the
-    // sign of a zero min or max (numpy's min/max in gguf-py leave it to the data order).
+    // ggml's loop: of the values equal to the minimum (maximum) the first wins, which settles
+    // the sign of a zero min or max (numpy's min/max in gguf-py leave it to the data order).
     float min = x[0], max = x[0];
     for (std::size_t j = 1; j < kQK; ++j) {
       if (x[j] < min) min = x[j];
