@@ -49,7 +49,7 @@ def _info(benchmark, n_values: int, bytes_moved: int) -> None:
 @pytest.mark.parametrize("name", TYPES)
 def test_quantize_gguf_package(benchmark, weight, reference_blocks, name):
     benchmark.group = f"quantize {name} {ROWS}x{COLS} float32"
-    out = benchmark.pedantic(gguf.quants.quantize, args=(weight, GT[name.upper()]), rounds=2, iterations=1)
+    out = benchmark.pedantic(gguf.quants.quantize, args=(weight, GT[name.upper()]), rounds=3, iterations=1)
     t = qg.TYPES[name]
     _info(benchmark, weight.size, weight.nbytes + weight.size // 32 * t.type_size)
     np.testing.assert_array_equal(out, reference_blocks[name])
@@ -135,7 +135,7 @@ def _kquant_blocks(name: str) -> np.ndarray:
 def test_dequantize_kquant_gguf_package(benchmark, name):
     benchmark.group = _dequant_group(name)
     data = _kquant_blocks(name)
-    out = benchmark.pedantic(gguf.quants.dequantize, args=(data, GT[name.upper()]), rounds=2, iterations=1)
+    out = benchmark.pedantic(gguf.quants.dequantize, args=(data, GT[name.upper()]), rounds=3, iterations=1)
     _info(benchmark, ROWS * COLS, data.nbytes + 4 * ROWS * COLS)
     np.testing.assert_array_equal(qg.dequantize_blocks(data, name, (ROWS, COLS)).view(np.uint32), out.view(np.uint32))
 

@@ -303,6 +303,16 @@ def test_dequantize_matches_gguf_on_random_blocks(name):
     np.testing.assert_array_equal(bits(got), bits(expected))
 
 
+@pytest.mark.parametrize("name", [n for n in ("tq2_0", "iq4_nl", "bf16") if n in GGUF_DEQUANT_TYPES])
+def test_dequantize_large_tensor_in_chunks(name):
+    # More blocks than one numpy chunk / one thread task, and a block count that divides neither.
+    t = qg.TYPES[name]
+    n_blocks = qg._CHUNK_BLOCKS + 2049 if t.block_size > 1 else 3 * qg._CHUNK_BLOCKS + 7
+    data = random_blocks(name, n_blocks, seed=13)
+    shape = (n_blocks * t.block_size,)
+    np.testing.assert_array_equal(bits(qg.dequantize_blocks(data, name, shape)), bits(gguf_dequantize(data, name, shape)))
+
+
 @pytest.mark.parametrize("name", GGUF_DEQUANT_TYPES)
 def test_dequantize_matches_gguf_with_nan_and_inf_scales(name):
     # Unsanitized bytes: inf and NaN scales decode to the same inf / NaN positions.
