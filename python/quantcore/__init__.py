@@ -15,7 +15,7 @@ from quantcore._runtime import (
     set_num_threads,
     using_isa,
 )
-from quantcore import fp8, formats
+from quantcore import fp8, formats, gguf
 
 __all__ = [
     "active_isa",
@@ -23,6 +23,7 @@ __all__ = [
     "fp8",
     "formats",
     "get_num_threads",
+    "gguf",
     "set_num_threads",
     "using_isa",
 ]
