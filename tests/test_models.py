@@ -260,6 +260,26 @@ def test_capture_sees_every_linear_input(tiny):
     np.testing.assert_array_equal(model.output(seen["output"]), logits)
 
 
+def test_layer_by_layer_equals_forward(tiny):
+    cfg, _, model, _ = tiny
+    tokens = np.arange(11) % cfg["vocab"]
+    h = model.embed(tokens)
+    cos, sin = model.rope(0, tokens.size)
+    for block in model.blocks:
+        h = block.forward(h, cos, sin)
+    np.testing.assert_array_equal(model.output(model.output_norm(h)), model.forward(tokens))
+
+
+def test_weights_are_writable_copies(tiny):
+    """Norm and float32 weights must not stay views of the read-only file mapping (AWQ folds scales into them)."""
+    _, _, model, _ = tiny
+    arrays = [model.token_embd, model.output_norm.weight, model.output.weight]
+    for block in model.blocks:
+        arrays += [block.attn_norm.weight, block.ffn_norm.weight, *(lin.weight for lin in block.linears.values())]
+    for a in arrays:
+        assert a.flags.writeable and a.flags.c_contiguous and a.dtype == np.float32
+
+
 def test_linears_are_swappable(tiny):
     cfg, _, model, _ = tiny
     tokens = np.arange(6) % cfg["vocab"]

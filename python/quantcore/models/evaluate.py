@@ -293,3 +293,27 @@ def speed(model, prompt: np.ndarray | None = None, *, prompt_tokens: int = 256, 
         nxt = int(np.argmax(logits[-1]))
     decode_s = time.perf_counter() - start
     return SpeedResult(prompt.size / prefill_s, decode_tokens / decode_s, int(prompt.size), int(decode_tokens))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m quantcore.models [MODEL.gguf] [--windows N]`: perplexity, speed, memory."""
+    import argparse
+
+    from quantcore.models.llama import load_model
+
+    parser = argparse.ArgumentParser(prog="python -m quantcore.models",
+                                     description="Perplexity (the documented protocol), tokens/s and weight "
+                                                 "memory of a llama GGUF in the float32 numpy forward pass.")
+    parser.add_argument("model", nargs="?", default=None, help="GGUF file (default: SmolLM2-135M-Instruct)")
+    parser.add_argument("--windows", type=int, default=DEFAULT_WINDOWS, help=f"windows of {WINDOW} tokens")
+    parser.add_argument("--decode-tokens", type=int, default=32, help="timed one-token decode steps")
+    args = parser.parse_args(argv)
+    model = load_model(args.model)
+    result = perplexity(model, n_windows=args.windows)
+    print(f"perplexity {result.perplexity:.4f} over {result.n_windows} windows x {WINDOW - 1} scored tokens "
+          f"({result.seconds:.1f} s)")
+    s = speed(model, decode_tokens=args.decode_tokens)
+    print(f"prefill {s.prefill_tokens_per_s:.1f} tokens/s ({s.prompt_tokens} tokens), "
+          f"decode {s.decode_tokens_per_s:.1f} tokens/s ({s.decode_tokens} steps)")
+    print(f"weight memory {model.weight_nbytes() / 2**20:.1f} MiB")
+    return 0

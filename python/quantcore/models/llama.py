@@ -73,7 +73,10 @@ def dequantize_tensor(data: np.ndarray, tensor_type: object) -> np.ndarray:
     except NotImplementedError as exc:
         raise ValueError(f"dequantize_tensor: tensor type {getattr(tensor_type, 'name', tensor_type)} "
                          f"is not supported by the gguf package ({exc})") from None
-    return np.ascontiguousarray(values, dtype=np.float32)
+    out = np.ascontiguousarray(values, dtype=np.float32)
+    if np.may_share_memory(out, data):  # float32 data is a view of the read-only file mapping
+        out = out.copy()
+    return out
 
 
 class Linear:
@@ -353,6 +356,13 @@ class LlamaModel:
         >>> model = LlamaModel.from_gguf(quantcore.assets.default_model_path())
         >>> ids = model.tokenizer.encode("The capital of France is")
         >>> logits = model.forward(ids)          # float32 [len(ids), 49152]
+
+    Layer by layer (as GPTQ processes a model), the same computation as forward(ids):
+        >>> h = model.embed(ids)                 # float32 [T, n_embd]
+        >>> cos, sin = model.rope(0, len(ids))
+        >>> for block in model.blocks:
+        ...     h = block.forward(h, cos, sin, capture=None)
+        >>> logits = model.output(model.output_norm(h))
     """
 
     def __init__(self, config: LlamaConfig, token_embd: np.ndarray, blocks: list[LlamaBlock],
