@@ -321,6 +321,21 @@ def test_tiny_generate_greedy_matches_argmax(tiny):
     assert list(new) == seq[3:]
 
 
+def test_speed_and_perplexity_run_on_given_tokens(tiny):
+    cfg, weights, model, _ = tiny
+    s = evaluate.speed(model, np.arange(9) % cfg["vocab"], decode_tokens=3)
+    assert s.prompt_tokens == 9 and s.decode_tokens == 3
+    assert s.prefill_tokens_per_s > 0 and s.decode_tokens_per_s > 0
+    windows = np.random.default_rng(4).integers(0, cfg["vocab"], (2, 16))
+    result = evaluate.perplexity(model, windows, progress=False)
+    ref_nll = []
+    for w in windows:
+        lp = ref_forward(weights, cfg, w)[:-1]
+        ref_nll.append(np.log(np.exp(lp - lp.max(1, keepdims=True)).sum(1)) + lp.max(1) - lp[np.arange(15), w[1:]])
+    np.testing.assert_allclose(result.nll, ref_nll, rtol=1e-5)
+    assert result.perplexity == pytest.approx(np.exp(np.mean(ref_nll)), rel=1e-5)
+
+
 def test_weight_nbytes_counts_shared_arrays_once(tiny):
     cfg, _, model, _ = tiny
     d, ff, hd = cfg["n_embd"], cfg["n_ff"], cfg["head_dim"]

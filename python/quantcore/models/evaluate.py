@@ -31,7 +31,7 @@ DEFAULT_WINDOWS = 32
 def _progress(iterable, desc: str, enabled: bool, total: int | None = None):
     if not enabled:
         return iterable
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     return tqdm(iterable, desc=desc, total=total, leave=False)
 
@@ -267,8 +267,8 @@ def speed(model, prompt: np.ndarray | None = None, *, prompt_tokens: int = 256, 
 
     Args:
         model: a LlamaModel.
-        prompt: int [T] token ids; default the first `prompt_tokens` tokens of the first
-            evaluation window (needs model.tokenizer).
+        prompt: int [T] token ids; default the first `prompt_tokens` tokens of the
+            evaluation text (needs model.tokenizer).
         prompt_tokens: prompt length when prompt is None (at most WINDOW).
         decode_tokens: number of timed decode steps.
 
@@ -278,10 +278,14 @@ def speed(model, prompt: np.ndarray | None = None, *, prompt_tokens: int = 256, 
     if prompt is None:
         if not 0 < prompt_tokens <= WINDOW:
             raise ValueError(f"speed: prompt_tokens must be in [1, {WINDOW}] (got {prompt_tokens})")
-        prompt = evaluation_windows(model.tokenizer, 1)[0, :prompt_tokens]
+        from quantcore import assets
+
+        # 40 characters per token is far more text than needed; only the head is tokenized.
+        prompt = model.tokenizer.encode(assets.evaluation_text()[: 40 * prompt_tokens], add_bos=False)[:prompt_tokens]
     prompt = np.asarray(prompt, dtype=np.int64)
     if decode_tokens <= 0:
         raise ValueError(f"speed: decode_tokens must be positive (got {decode_tokens})")
+    model.forward(prompt[:8])  # warm-up: BLAS threads and first-touch allocations stay out of the timing
     cache = model.new_cache(prompt.size + decode_tokens)
     start = time.perf_counter()
     logits = model.forward(prompt, cache)
