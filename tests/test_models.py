@@ -371,10 +371,13 @@ def test_from_gguf_rejects_missing_and_corrupt_files(tmp_path, tiny):
     bad.write_bytes(b"this is not a gguf file at all" * 10)
     with pytest.raises(ValueError, match="not a readable GGUF"):
         models.LlamaModel.from_gguf(bad)
-    truncated = tmp_path / "truncated.gguf"
-    truncated.write_bytes(path.read_bytes()[:4000])
-    with pytest.raises(ValueError, match="GGUF"):
-        models.LlamaModel.from_gguf(truncated)
+    data = path.read_bytes()
+    corrupt = tmp_path / "corrupt.gguf"
+    # cut in the metadata, cut in the tensor data, last byte missing, wrong magic
+    for damaged in (data[:4000], data[: len(data) // 2], data[:-1], b"GGUX" + data[4:]):
+        corrupt.write_bytes(damaged)
+        with pytest.raises(ValueError, match="is not a readable GGUF file"):
+            models.LlamaModel.from_gguf(corrupt)
 
 
 def test_from_gguf_rejects_other_architectures(tmp_path):
