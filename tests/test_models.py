@@ -572,3 +572,23 @@ def test_smollm2_tokenizer_matches_reference_bpe(smollm2, eval_text):
     samples = [eval_text[:6000], eval_text[1_000_000:1_004000], *TRICKY]
     for text in samples:
         assert list(tok.encode(text)) == reference_bpe(text, vocab, ranks, regex), text[:60]
+
+
+def test_smollm2_matches_transformers_golden_logits(smollm2):
+    """Golden logits from Hugging Face transformers (tests/data/make_transformers_reference.py):
+    an independent GGUF reader, q/k de-permutation, rotate_half RoPE and torch kernels."""
+    import pathlib
+
+    ref = np.load(pathlib.Path(__file__).with_name("data") / "smollm2_transformers_reference.npz")
+    tokens = ref["tokens"]
+    assert list(smollm2.tokenizer.encode(str(ref["text"]))) == list(tokens)
+    logits = smollm2.forward(tokens)
+    # float32 against torch float32: eps32 * sqrt(K) per dot product (K = n_ff = 1536), over 30 blocks + output
+    tol = EPS32 * np.sqrt(1536) * 31 * np.abs(ref["top_logits"]).max()
+    np.testing.assert_allclose(np.take_along_axis(logits, ref["top_ids"].astype(np.int64), axis=1),
+                               ref["top_logits"], rtol=0, atol=tol)
+    decided = ref["top_logits"][:, 0] - ref["top_logits"][:, 1] > 2 * tol  # top-1 cannot flip within tol
+    assert decided.mean() > 0.95
+    np.testing.assert_array_equal(logits.argmax(axis=1)[decided], ref["top_ids"][decided, 0])
+    log_probs = evaluate.token_nll(logits, ref["top_ids"][:, 0].astype(np.int64))
+    np.testing.assert_allclose(log_probs, ref["logsumexp"] - ref["top_logits"][:, 0], rtol=0, atol=tol)
