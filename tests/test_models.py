@@ -323,7 +323,7 @@ def test_tiny_generate_greedy_matches_argmax(tiny):
 
 def test_speed_and_perplexity_run_on_given_tokens(tiny):
     cfg, weights, model, _ = tiny
-    s = evaluate.speed(model, np.arange(9) % cfg["vocab"], decode_tokens=3)
+    s = evaluate.speed(model, np.arange(9) % cfg["vocab"], decode_tokens=3, repeats=2)
     assert s.prompt_tokens == 9 and s.decode_tokens == 3
     assert s.prefill_tokens_per_s > 0 and s.decode_tokens_per_s > 0
     windows = np.random.default_rng(4).integers(0, cfg["vocab"], (2, 16))
