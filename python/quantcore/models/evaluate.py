@@ -14,7 +14,14 @@ The perplexity protocol (the one every quantcore number uses):
 5. perplexity = exp(mean NLL over all scored tokens), accumulated in float64.
 
 DEFAULT_WINDOWS = 32 windows (16,352 scored tokens) take about a minute for the float32
-SmolLM2-135M forward pass on 2 cores.
+SmolLM2-135M forward pass on 2 idle cores (about 1.8 s per window).
+
+With SmolLM2's tokenizer the text is 629,691 tokens, K = 1229 windows. The float model
+(Q4_1 weights dequantized to float32) measures perplexity 21.2060 with 32 windows and
+24.0182 with 2 windows (`python -m quantcore.models --windows N`).
+
+Tokenizing the text takes a few seconds: when comparing several models, call
+evaluation_windows once and pass the windows to perplexity / kl_divergence.
 """
 
 from __future__ import annotations
