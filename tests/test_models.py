@@ -592,3 +592,12 @@ def test_smollm2_matches_transformers_golden_logits(smollm2):
     np.testing.assert_array_equal(logits.argmax(axis=1)[decided], ref["top_ids"][decided, 0])
     log_probs = evaluate.token_nll(logits, ref["top_ids"][:, 0].astype(np.int64))
     np.testing.assert_allclose(log_probs, ref["logsumexp"] - ref["top_logits"][:, 0], rtol=0, atol=tol)
+
+
+def test_command_line_report(tiny, capsys):
+    """`python -m quantcore.models MODEL --windows N` on the tiny model (its byte-level vocabulary)."""
+    _, _, _, path = tiny
+    assert evaluate.main([str(path), "--windows", "2", "--decode-tokens", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "perplexity" in out and "over 2 windows x 511 scored tokens" in out
+    assert "prefill" in out and "decode" in out and "weight memory" in out
