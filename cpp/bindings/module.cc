@@ -9,6 +9,7 @@ namespace py = pybind11;
 
 namespace quantcore::bind {
 void bind_fp8(py::module_& m);
+void bind_intq(py::module_& m);
 }
 
 PYBIND11_MODULE(_core, m) {
@@ -23,4 +24,5 @@ PYBIND11_MODULE(_core, m) {
     quantcore::set_num_threads(n);
   });
   quantcore::bind::bind_fp8(m);
+  quantcore::bind::bind_intq(m);
 }

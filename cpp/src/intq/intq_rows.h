@@ -1,0 +1,86 @@
+// The row loop shared by every ISA's quantize_rows / dequantize_rows: per group, range ->
+// parameters -> codes into a row buffer (L1-resident), then one pack of the whole row. Each
+// ISA file instantiates it with its own kernels; the per-group parameters always come from
+// scalar::group_params, so every ISA makes the same decisions.
+//
+// The anonymous namespace gives each including file its own copy, compiled with that file's
+// flags (a shared inline definition could be merged across ISAs by the linker).
+#pragma once
+
+#include <vector>
+
+#include "quantcore/intq.h"
+#include "quantcore/pack.h"
+
+namespace quantcore {
+namespace {
+
+struct RowKernels {
+  Range (*range_f32)(const float*, std::size_t);
+  void (*encode_group)(const float*, std::size_t, const IntqScheme&, const GroupParams&, uint8_t*);
+  void (*decode_group)(const uint8_t*, std::size_t, const IntqScheme&, const GroupParams&, float*);
+  bool (*pack_bits)(const uint8_t*, std::size_t, int, uint8_t*);
+  void (*unpack_bits)(const uint8_t*, std::size_t, int, uint8_t*);
+};
+
+inline IntqStatus quantize_rows_with(const RowKernels& k, const float* src, std::size_t rows,
+                                     std::size_t cols, std::size_t group_size, const IntqScheme& s,
+                                     const GroupParams* fixed, uint8_t* codes, float* scales,
+                                     uint8_t* zeros, std::size_t* bad_group) {
+  const std::size_t n_groups = cols / group_size;
+  const std::size_t row_bytes = packed_bytes(cols, s.bits);
+  // 8-bit codes are their own packed form: write them straight into the output row.
+  std::vector<uint8_t> buffer(s.bits == 8 ? 0 : cols);
+  for (std::size_t r = 0; r < rows; ++r) {
+    const float* row = src + r * cols;
+    uint8_t* packed = codes + r * row_bytes;
+    uint8_t* row_codes = s.bits == 8 ? packed : buffer.data();
+    for (std::size_t g = 0; g < n_groups; ++g) {
+      const float* x = row + g * group_size;
+      GroupParams p;
+      if (fixed != nullptr) {
+        p = *fixed;
+      } else {
+        const Range range = k.range_f32(x, group_size);
+        const IntqStatus status = range.finite ? scalar::group_params(range.lo, range.hi, s, &p)
+                                               : IntqStatus::kNonFinite;
+        if (status != IntqStatus::kOk) {
+          *bad_group = r * n_groups + g;
+          return status;
+        }
+        scales[r * n_groups + g] = p.scale;
+        if (s.kind == IntqKind::kAsymmetric) zeros[r * n_groups + g] = static_cast<uint8_t>(p.zero);
+      }
+      k.encode_group(x, group_size, s, p, row_codes + g * group_size);
+    }
+    // Codes come out of encode_group within [0, 2^bits), so packing cannot fail here.
+    if (s.bits != 8) k.pack_bits(row_codes, cols, s.bits, packed);
+  }
+  return IntqStatus::kOk;
+}
+
+inline void dequantize_rows_with(const RowKernels& k, const uint8_t* codes, std::size_t rows,
+                                 std::size_t cols, std::size_t group_size, const IntqScheme& s,
+                                 const float* scales, const uint8_t* zeros,
+                                 std::size_t scale_row_stride, float* dst) {
+  const std::size_t n_groups = cols / group_size;
+  const std::size_t row_bytes = packed_bytes(cols, s.bits);
+  const int32_t default_zero = s.kind == IntqKind::kSymmetric ? (1 << (s.bits - 1)) : 0;
+  std::vector<uint8_t> buffer(s.bits == 8 ? 0 : cols);
+  for (std::size_t r = 0; r < rows; ++r) {
+    const uint8_t* packed = codes + r * row_bytes;
+    const uint8_t* row_codes = packed;
+    if (s.bits != 8) {
+      k.unpack_bits(packed, cols, s.bits, buffer.data());
+      row_codes = buffer.data();
+    }
+    for (std::size_t g = 0; g < n_groups; ++g) {
+      const std::size_t at = r * scale_row_stride + g;
+      const GroupParams p{scales[at], zeros != nullptr ? zeros[at] : default_zero, 0, 0};
+      k.decode_group(row_codes + g * group_size, group_size, s, p, dst + r * cols + g * group_size);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace quantcore
