@@ -20,12 +20,16 @@ Schemes (b = bits):
     "fp8_e4m3fn", "fp8_e5m2"
                  scale = absmax / max_finite (448 / 57344), code = fp8.encode(x / scale,
                  saturate=True) (quantcore.fp8). Always absmax: `symmetric` is ignored.
+                 Note: with float16 scales, a group whose absmax / max_finite is below 2^-14
+                 (absmax < 0.0275 for e4m3fn, < 3.5 for e5m2) gets a subnormal float16 scale
+                 with fewer significant bits; bfloat16 or float32 scales avoid that.
 
 Scales are stored in `scale_dtype` (float16 by default, float32 or bfloat16), rounded
 nearest-even, and the codes are computed with the ROUNDED scale, so |x - dequantized| <= scale/2
 wherever no clamping occurs. An all-zero group gets scale 1; a constant group c != 0 gets scale
 |c| (exact whenever |c| fits scale_dtype); a scale that rounds to 0 becomes the smallest positive
-scale_dtype value; one that overflows scale_dtype raises ValueError.
+scale_dtype value; one that overflows scale_dtype raises ValueError. (The constant-group rule
+is for the integer schemes and nf4; fp8 keeps quantcore.fp8's absmax / max_finite.)
 
 Codes are packed per row with quantcore.pack_bits's bit order (quantcore.pack: code i of a row
 occupies bits [i*b, (i+1)*b) of the row's little-endian, LSB-first bit stream), each row starting
@@ -55,6 +59,10 @@ _SCALE_DTYPES = {"float32": _F32, "float16": _F16, "bfloat16": _BF16}
 _SCALE_TYPE_CODE = {_F32: 0, _F16: 1, _BF16: 2}  # quantcore::ScaleType
 _KIND_SYMMETRIC, _KIND_ASYMMETRIC, _KIND_NF4 = 0, 1, 2  # quantcore::IntqKind
 
+# The NF4 code book as the kernels use it (bitsandbytes' float32 values), read-only.
+NF4_CODEBOOK = np.array(_core.intq_nf4_codebook(), np.float32)
+NF4_CODEBOOK.flags.writeable = False
+
 _FILE_FORMAT = "quantcore.QuantizedTensor"
 _FILE_VERSION = "1"
 
@@ -73,7 +81,7 @@ def _kernel_group_size(cols: int, group_size: int) -> int:
 
 
 def _smallest_positive(dtype: np.dtype) -> np.ndarray:
-    return np.array(np.finfo(dtype).smallest_subnormal, dtype)
+    return np.array(ml_dtypes.finfo(dtype).smallest_subnormal, dtype)
 
 
 @dataclass(frozen=True)
