@@ -240,7 +240,7 @@ void bind_intq(py::module_& m) {
   m.def("intq_dequantize", &dequantize);
   m.def("pack_bits", &pack);
   m.def("unpack_bits", &unpack);
-  m.def("intq_nf4_codebook", [] { return std::vector<float>(kNf4Codebook, kNf4Codebook + 16); });
+  m.def("intq_nf4_codebook", [] { return py::array_t<float>(16, kNf4Codebook); });
 }
 
 }  // namespace quantcore::bind

@@ -3,7 +3,7 @@
 // Contract. A weight matrix [rows, cols] is split along each row into groups of group_size
 // consecutive values; each group gets one scale (and, asymmetric, one integer zero point).
 // All arithmetic is float32, division is IEEE x / scale, rounding is to nearest, ties to even
-// (the default MXCSR mode; std::nearbyint in the scalar code, cvtps_epi32 in SIMD).
+// (the default MXCSR mode; nearbyint semantics in the scalar code, cvtps_epi32 in SIMD).
 //
 //   kSymmetric (b bits):   qmax = 2^(b-1) - 1, scale = absmax / qmax,
 //                          q = clamp(rint(x / scale), -qmax, qmax), code = q + 2^(b-1)

@@ -62,7 +62,7 @@ Range range_f32(const float* src, std::size_t n) {
     hi = _mm256_max_ps(hi, x);
     abs_max = _mm256_max_epu32(abs_max, _mm256_and_si256(_mm256_castps_si256(x), abs_mask));
   }
-  const Range tail = scalar::range_f32(src + i, n - i);
+  const Range tail = i < n ? scalar::range_f32(src + i, n - i) : Range{INFINITY, -INFINITY, true};
   // Every lane below 0x7F800000 <=> no lane compares (signed) greater than 0x7F7FFFFF.
   const bool head_finite =
       _mm256_movemask_epi8(_mm256_cmpgt_epi32(abs_max, _mm256_set1_epi32(0x7F7FFFFF))) == 0;
@@ -83,7 +83,7 @@ void encode_group(const float* src, std::size_t n, const IntqScheme& s, const Gr
   std::size_t i = 0;
   for (; i + 32 <= n; i += 32)
     store_codes32(codes + i, codes8(src + i), codes8(src + i + 8), codes8(src + i + 16), codes8(src + i + 24));
-  scalar::encode_group(src + i, n - i, s, p, codes + i);
+  if (i < n) scalar::encode_group(src + i, n - i, s, p, codes + i);
 }
 
 void decode_group(const uint8_t* codes, std::size_t n, const IntqScheme& s, const GroupParams& p,
@@ -106,7 +106,7 @@ void decode_group(const uint8_t* codes, std::size_t n, const IntqScheme& s, cons
       _mm256_storeu_ps(dst + i, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(c, zero)), scale));
     }
   }
-  scalar::decode_group(codes + i, n - i, s, p, dst + i);
+  if (i < n) scalar::decode_group(codes + i, n - i, s, p, dst + i);
 }
 
 namespace {

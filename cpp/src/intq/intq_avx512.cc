@@ -34,7 +34,7 @@ Range range_f32(const float* src, std::size_t n) {
     hi = _mm512_max_ps(hi, x);
     abs_max = _mm512_max_epu32(abs_max, _mm512_and_si512(_mm512_castps_si512(x), abs_mask));
   }
-  const Range tail = scalar::range_f32(src + i, n - i);
+  const Range tail = i < n ? scalar::range_f32(src + i, n - i) : Range{INFINITY, -INFINITY, true};
   const float head_lo = _mm512_reduce_min_ps(lo), head_hi = _mm512_reduce_max_ps(hi);
   const bool head_finite = _mm512_reduce_max_epu32(abs_max) < 0x7F800000u;
   return Range{head_lo < tail.lo ? head_lo : tail.lo, head_hi > tail.hi ? head_hi : tail.hi,
@@ -61,7 +61,7 @@ void encode_group(const float* src, std::size_t n, const IntqScheme& s, const Gr
       _mm_storeu_si128(reinterpret_cast<__m128i*>(codes + i), _mm512_cvtepi32_epi8(q));
     }
   }
-  scalar::encode_group(src + i, n - i, s, p, codes + i);
+  if (i < n) scalar::encode_group(src + i, n - i, s, p, codes + i);
 }
 
 void decode_group(const uint8_t* codes, std::size_t n, const IntqScheme& s, const GroupParams& p,
@@ -81,7 +81,7 @@ void decode_group(const uint8_t* codes, std::size_t n, const IntqScheme& s, cons
       _mm512_storeu_ps(dst + i, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(c, zero)), scale));
     }
   }
-  scalar::decode_group(codes + i, n - i, s, p, dst + i);
+  if (i < n) scalar::decode_group(codes + i, n - i, s, p, dst + i);
 }
 
 namespace {

@@ -23,35 +23,47 @@ struct RowKernels {
   void (*unpack_bits)(const uint8_t*, std::size_t, int, uint8_t*);
 };
 
+// Groups are handled in batches of about 16 KB of floats (L1-resident): first the ranges of
+// the whole batch, then their parameters, then their codes. Separate passes let the CPU overlap
+// the per-group scalar work (reductions, a division, the scale rounding) of neighbouring groups
+// instead of running one group's dependency chain at a time.
+constexpr std::size_t kBatchFloats = 4096;
+
 inline IntqStatus quantize_rows_with(const RowKernels& k, const float* src, std::size_t rows,
                                      std::size_t cols, std::size_t group_size, const IntqScheme& s,
                                      const GroupParams* fixed, uint8_t* codes, float* scales,
                                      uint8_t* zeros, std::size_t* bad_group) {
   const std::size_t n_groups = cols / group_size;
   const std::size_t row_bytes = packed_bytes(cols, s.bits);
+  const std::size_t batch = group_size >= kBatchFloats ? 1 : kBatchFloats / group_size;
+  std::vector<Range> ranges(fixed != nullptr ? 0 : batch);
+  std::vector<GroupParams> params(fixed != nullptr ? 0 : batch);
   // 8-bit codes are their own packed form: write them straight into the output row.
   std::vector<uint8_t> buffer(s.bits == 8 ? 0 : cols);
   for (std::size_t r = 0; r < rows; ++r) {
     const float* row = src + r * cols;
     uint8_t* packed = codes + r * row_bytes;
     uint8_t* row_codes = s.bits == 8 ? packed : buffer.data();
-    for (std::size_t g = 0; g < n_groups; ++g) {
-      const float* x = row + g * group_size;
-      GroupParams p;
-      if (fixed != nullptr) {
-        p = *fixed;
-      } else {
-        const Range range = k.range_f32(x, group_size);
-        const IntqStatus status = range.finite ? scalar::group_params(range.lo, range.hi, s, &p)
-                                               : IntqStatus::kNonFinite;
-        if (status != IntqStatus::kOk) {
-          *bad_group = r * n_groups + g;
-          return status;
+    for (std::size_t g0 = 0; g0 < n_groups; g0 += batch) {
+      const std::size_t g1 = g0 + batch < n_groups ? g0 + batch : n_groups;
+      if (fixed == nullptr) {
+        for (std::size_t g = g0; g < g1; ++g) ranges[g - g0] = k.range_f32(row + g * group_size, group_size);
+        for (std::size_t g = g0; g < g1; ++g) {
+          const Range& range = ranges[g - g0];
+          GroupParams& p = params[g - g0];
+          const IntqStatus status = range.finite ? scalar::group_params(range.lo, range.hi, s, &p)
+                                                 : IntqStatus::kNonFinite;
+          if (status != IntqStatus::kOk) {
+            *bad_group = r * n_groups + g;
+            return status;
+          }
+          scales[r * n_groups + g] = p.scale;
+          if (s.kind == IntqKind::kAsymmetric) zeros[r * n_groups + g] = static_cast<uint8_t>(p.zero);
         }
-        scales[r * n_groups + g] = p.scale;
-        if (s.kind == IntqKind::kAsymmetric) zeros[r * n_groups + g] = static_cast<uint8_t>(p.zero);
       }
-      k.encode_group(x, group_size, s, p, row_codes + g * group_size);
+      for (std::size_t g = g0; g < g1; ++g)
+        k.encode_group(row + g * group_size, group_size, s, fixed != nullptr ? *fixed : params[g - g0],
+                       row_codes + g * group_size);
     }
     // Codes come out of encode_group within [0, 2^bits), so packing cannot fail here.
     if (s.bits != 8) k.pack_bits(row_codes, cols, s.bits, packed);

@@ -65,6 +65,19 @@ float round_mantissa(float x, int drop) {
   return bits_float(rounded);
 }
 
+// Nearest integer, ties to even (the default rounding mode), as std::nearbyint but inlined: for
+// |x| < 2^22, x + 1.5 * 2^23 lands in [2^23, 2^24) where the float32 step is 1, so the addition
+// itself rounds x; subtracting the constant back is exact. (std::nearbyint, fmin and fmax are
+// libm calls in this file, which is built without SSE4.1; they cost more than a group's SIMD work.)
+inline float round_even(float x) {
+  constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23
+  if (!(std::fabs(x) < 4194304.0f)) return std::nearbyint(x);  // 2^22 and up, inf, NaN
+  return (x + kMagic) - kMagic;
+}
+
+inline float min_f(float a, float b) { return b < a ? b : a; }
+inline float max_f(float a, float b) { return b > a ? b : a; }
+
 // The smallest positive value of each scale type: 2^-149 (float32 subnormal), 2^-24 (float16
 // subnormal), 2^-133 (bfloat16 subnormal: float32's exponent range with a 7-bit mantissa).
 float smallest_positive(ScaleType t) {
@@ -91,7 +104,7 @@ float round_scale(float x, ScaleType t) {
       // finite is 65504 = (2 - 2^-10) * 2^15, and from the midpoint 65520 up x rounds to inf.
       if (x >= 65520.0f) return INFINITY;
       if (x < 6.103515625e-05f) {  // 2^-14: scaling by 2^24 and back is exact
-        return std::nearbyint(x * 16777216.0f) * 5.9604644775390625e-08f;
+        return round_even(x * 16777216.0f) * 5.9604644775390625e-08f;
       }
       return round_mantissa(x, 13);
     }
@@ -101,7 +114,7 @@ float round_scale(float x, ScaleType t) {
 
 IntqStatus group_params(float lo, float hi, const IntqScheme& s, GroupParams* p) {
   const bool constant = lo == hi && lo != 0.0f;
-  const float absmax = std::fmax(-lo, hi);
+  const float absmax = max_f(-lo, hi);
   float exact;  // the unrounded scale
   switch (s.kind) {
     case IntqKind::kSymmetric: {
@@ -114,7 +127,7 @@ IntqStatus group_params(float lo, float hi, const IntqScheme& s, GroupParams* p)
     }
     case IntqKind::kAsymmetric: {
       const int32_t levels = (1 << s.bits) - 1;
-      const float range = std::fmax(hi, 0.0f) - std::fmin(lo, 0.0f);
+      const float range = max_f(hi, 0.0f) - min_f(lo, 0.0f);
       p->code_min = 0;
       p->code_max = levels;
       exact = constant ? absmax : range / static_cast<float>(levels);
@@ -138,8 +151,8 @@ IntqStatus group_params(float lo, float hi, const IntqScheme& s, GroupParams* p)
   }
   p->scale = scale;
   if (s.kind == IntqKind::kAsymmetric) {
-    const float z = std::nearbyint(-std::fmin(lo, 0.0f) / scale);
-    p->zero = static_cast<int32_t>(std::fmin(z, static_cast<float>(p->code_max)));
+    const float z = round_even(-min_f(lo, 0.0f) / scale);
+    p->zero = static_cast<int32_t>(min_f(z, static_cast<float>(p->code_max)));
   }
   return IntqStatus::kOk;
 }
@@ -151,7 +164,7 @@ uint8_t encode_one(float x, const IntqScheme& s, const GroupParams& p) {
     for (float m : kNf4Midpoints) code += y > m ? 1 : 0;
     return static_cast<uint8_t>(code);
   }
-  int32_t code = static_cast<int32_t>(std::nearbyint(y)) + p.zero;
+  int32_t code = static_cast<int32_t>(round_even(y)) + p.zero;
   code = code < p.code_min ? p.code_min : code;
   code = code > p.code_max ? p.code_max : code;
   return static_cast<uint8_t>(code);
