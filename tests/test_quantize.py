@@ -119,6 +119,52 @@ def test_codes_match_numpy_restatement(isa, scheme, symmetric, rows, cols, group
         np.testing.assert_array_equal(q.zeros, zeros)
 
 
+def special_groups(rows=3, group=32, n_groups=37):
+    """Rows of 37 groups (two blocks of 16 for the AVX-512 parameter kernel, then 5 more) with
+    all-zero, constant, tiny-range and subnormal groups inside the blocks."""
+    w = sample((rows, group * n_groups), seed=21)
+    g = lambda row, k: (row, slice(k * group, (k + 1) * group))  # noqa: E731
+    w[g(0, 1)] = 0.0
+    w[g(0, 5)] = 0.75
+    w[g(1, 6)] = -3.25
+    w[g(1, 17)] = np.linspace(-1e-9, 2e-9, group, dtype=np.float32)  # float16 scale rounds to 0
+    w[g(2, 3)] = np.linspace(-1e-40, 3e-40, group, dtype=np.float32)  # float32 subnormals
+    w[g(2, 20)] = 0.0
+    w[g(2, 36)] = 1.5
+    return w
+
+
+@pytest.mark.parametrize("scale_dtype", [np.float16, np.float32, BF16])
+@pytest.mark.parametrize("scheme,symmetric", INT_AND_NF4)
+def test_blocks_of_groups_with_special_groups(isa, scheme, symmetric, scale_dtype):
+    w = special_groups()
+    q = quantcore.quantize(w, scheme, group_size=32, symmetric=symmetric, scale_dtype=scale_dtype)
+    codes, scales, zeros, _ = reference(w, scheme, 32, symmetric, scale_dtype)
+    np.testing.assert_array_equal(q.scales.astype(np.float32), scales)
+    np.testing.assert_array_equal(q.codes, pack_rows(codes, q.bits))
+    if zeros is not None:
+        np.testing.assert_array_equal(q.zeros, zeros)
+    with quantcore.using_isa("scalar"):
+        expected = q.dequantize()
+    np.testing.assert_array_equal(q.dequantize().view(np.uint32), expected.view(np.uint32))
+
+
+@pytest.mark.parametrize("column", [5, 16 * 32 + 7, 36 * 32 + 31])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nan_and_inf_inside_blocks_of_groups(isa, column, bad):
+    w = special_groups()
+    w[1, column] = bad
+    with pytest.raises(ValueError, match=rf"NaN or inf \(first at row 1, column {column}\)"):
+        quantcore.quantize(w, "int4", group_size=32)
+
+
+def test_scale_overflow_inside_a_block_of_groups(isa):
+    w = special_groups()
+    w[2, 9 * 32 + 4] = 1e6
+    with pytest.raises(ValueError, match=r"row 2, columns 288\.\.319 is not finite in float16"):
+        quantcore.quantize(w, "int4", group_size=32, symmetric=True)
+
+
 @pytest.mark.parametrize("scale_dtype", [np.float32, BF16, np.float16])
 @pytest.mark.parametrize("scheme,symmetric", [("int4", False), ("int8", True), ("int3", False), ("nf4", True)])
 def test_scale_dtypes_match_restatement(isa, scheme, symmetric, scale_dtype):

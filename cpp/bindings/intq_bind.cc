@@ -25,6 +25,8 @@ IntqScheme to_scheme(const char* fn, int kind, int bits, int scale_type) {
   return IntqScheme{k, bits, static_cast<ScaleType>(scale_type)};
 }
 
+py::ssize_t scale_itemsize(ScaleType t) { return t == ScaleType::kFloat32 ? 4 : 2; }
+
 const char* scale_type_name(ScaleType t) {
   switch (t) {
     case ScaleType::kFloat16: return "float16";
@@ -65,15 +67,16 @@ Range range_parallel(const float* p, std::size_t n) {
                               scale_type_name(t) + " (the group's range is too large; use scale_dtype=np.float32)");
 }
 
-// w [rows, cols] float32 -> codes [rows, packed_bytes(cols, bits)], scales float32 [rows, n_groups]
-// (values already rounded to the scale type), zeros uint8 like scales (asymmetric only).
+// w [rows, cols] float32 -> codes [rows, packed_bytes(cols, bits)], scales [rows, n_groups] in the
+// scale type (float32, or float16 / bfloat16 as 2-byte items), zeros uint8 like scales (asymmetric
+// only).
 // group_size 0 quantizes the whole tensor with one scale: scales (and zeros) hold one value.
 void quantize(const py::array& w, int kind, int bits, py::ssize_t group_size, int scale_type, py::array& codes,
               py::array& scales, const py::object& zeros_obj) {
   const IntqScheme s = to_scheme("quantize", kind, bits, scale_type);
   check_buffer(w, "quantize", "w", 4, false);
   check_buffer(codes, "quantize", "codes", 1, true);
-  check_buffer(scales, "quantize", "scales", 4, true);
+  check_buffer(scales, "quantize", "scales", scale_itemsize(s.scale_type), true);
   require(w.ndim() == 2, "quantize: w must be 2-D");
   const std::size_t rows = w.shape(0), cols = w.shape(1);
   require(rows > 0 && cols > 0, "quantize: w must not be empty");
@@ -97,7 +100,8 @@ void quantize(const py::array& w, int kind, int bits, py::ssize_t group_size, in
   }
   const float* src = cdata<float>(w);
   uint8_t* cp = mdata<uint8_t>(codes);
-  float* sp = mdata<float>(scales);
+  uint8_t* sp = mdata<uint8_t>(scales);
+  const std::size_t scale_bytes = static_cast<std::size_t>(scales.itemsize());
   const std::size_t row_bytes = packed_bytes(cols, bits);
   const std::size_t n_groups = cols / gs;
 
@@ -110,7 +114,7 @@ void quantize(const py::array& w, int kind, int bits, py::ssize_t group_size, in
       const Range r = range_parallel(src, rows * cols);
       status = r.finite ? scalar::group_params(r.lo, r.hi, s, &fixed) : IntqStatus::kNonFinite;
       if (status == IntqStatus::kOk) {
-        sp[0] = fixed.scale;
+        scalar::store_scale(sp, 0, fixed.scale, s.scale_type);
         if (asymmetric) zp[0] = static_cast<uint8_t>(fixed.zero);
       }
     }
@@ -120,7 +124,7 @@ void quantize(const py::array& w, int kind, int bits, py::ssize_t group_size, in
         std::size_t chunk_bad = 0;
         const IntqStatus st = intq_kernels().quantize_rows(
             src + r0 * cols, r1 - r0, cols, gs, s, whole ? &fixed : nullptr, cp + r0 * row_bytes,
-            whole ? nullptr : sp + r0 * n_groups, (whole || !asymmetric) ? nullptr : zp + r0 * n_groups, &chunk_bad);
+            whole ? nullptr : sp + r0 * n_groups * scale_bytes, (whole || !asymmetric) ? nullptr : zp + r0 * n_groups, &chunk_bad);
         if (st != IntqStatus::kOk) {
           std::lock_guard<std::mutex> lock(mu);
           const std::size_t global = r0 * n_groups + chunk_bad;
@@ -145,11 +149,11 @@ void quantize(const py::array& w, int kind, int bits, py::ssize_t group_size, in
 }
 
 // The inverse: codes [rows, packed_bytes(cols, bits)] -> out float32 [rows, cols].
-void dequantize(const py::array& codes, int kind, int bits, py::ssize_t group_size, const py::array& scales,
-                const py::object& zeros_obj, py::array& out) {
-  const IntqScheme s = to_scheme("dequantize", kind, bits, 0);
+void dequantize(const py::array& codes, int kind, int bits, py::ssize_t group_size, int scale_type,
+                const py::array& scales, const py::object& zeros_obj, py::array& out) {
+  const IntqScheme s = to_scheme("dequantize", kind, bits, scale_type);
   check_buffer(codes, "dequantize", "codes", 1, false);
-  check_buffer(scales, "dequantize", "scales", 4, false);
+  check_buffer(scales, "dequantize", "scales", scale_itemsize(s.scale_type), false);
   check_buffer(out, "dequantize", "out", 4, true);
   require(out.ndim() == 2, "dequantize: out must be 2-D");
   const std::size_t rows = out.shape(0), cols = out.shape(1);
@@ -175,13 +179,14 @@ void dequantize(const py::array& codes, int kind, int bits, py::ssize_t group_si
     zp = cdata<uint8_t>(zeros);
   }
   const uint8_t* cp = cdata<uint8_t>(codes);
-  const float* sp = cdata<float>(scales);
+  const uint8_t* sp = cdata<uint8_t>(scales);
+  const std::size_t scale_bytes = static_cast<std::size_t>(scales.itemsize());
   float* dp = mdata<float>(out);
   const std::size_t row_bytes = packed_bytes(cols, bits);
   const std::size_t stride = whole ? 0 : n_groups;
   py::gil_scoped_release release;
   parallel_for(rows, std::max<std::size_t>(1, kGrain / cols), [&](std::size_t r0, std::size_t r1) {
-    intq_kernels().dequantize_rows(cp + r0 * row_bytes, r1 - r0, cols, gs, s, sp + r0 * stride,
+    intq_kernels().dequantize_rows(cp + r0 * row_bytes, r1 - r0, cols, gs, s, sp + r0 * stride * scale_bytes,
                                    zp != nullptr ? zp + r0 * stride : nullptr, stride, dp + r0 * cols);
   });
 }

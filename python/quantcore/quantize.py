@@ -104,18 +104,16 @@ class _IntScheme:
         rows, cols = w.shape
         kind = self.kind(symmetric)
         codes = np.empty((rows, (cols * self.bits + 7) // 8), np.uint8)
-        scales = np.empty(_scale_shape(rows, cols, group_size), np.float32)
+        scales = np.empty(_scale_shape(rows, cols, group_size), scale_dtype)  # written by the kernel
         zeros = np.empty(scales.shape, np.uint8) if kind == _KIND_ASYMMETRIC else None
         _core.intq_quantize(w, kind, self.bits, _kernel_group_size(cols, group_size),
                             _SCALE_TYPE_CODE[scale_dtype], codes, scales, zeros)
-        # The kernel already rounded every scale to scale_dtype, so this cast is exact.
-        return codes, scales.astype(scale_dtype), zeros
+        return codes, scales, zeros
 
     def dequantize(self, q: "QuantizedTensor", out: np.ndarray) -> None:
         rows, cols = out.shape
-        scales = np.ascontiguousarray(q.scales, dtype=np.float32)
         _core.intq_dequantize(q.codes, self.kind(q.symmetric), self.bits, _kernel_group_size(cols, q.group_size),
-                              scales, q.zeros, out)
+                              _SCALE_TYPE_CODE[q.scales.dtype], q.scales, q.zeros, out)
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,10 @@ extern const float kNf4Midpoints[15];
 // One signature per kernel; every ISA namespace (scalar, avx2, avx512, neon) provides all.
 #define QUANTCORE_INTQ_KERNELS(X)                                                             \
   X(Range, range_f32, (const float* src, std::size_t n))                                      \
+  /* p[g] = the parameters of group g of n_groups consecutive groups of group_size floats at  \
+     src. On failure returns the status of the first failing group and sets *bad_group. */   \
+  X(IntqStatus, params_f32, (const float* src, std::size_t group_size, std::size_t n_groups,  \
+                             const IntqScheme& s, GroupParams* p, std::size_t* bad_group))    \
   /* codes[i] = the unpacked code of src[i] under p (one byte per code). */                    \
   X(void, encode_group, (const float* src, std::size_t n, const IntqScheme& s,                \
                          const GroupParams& p, uint8_t* codes))                               \
@@ -81,19 +85,19 @@ extern const float kNf4Midpoints[15];
                          const GroupParams& p, float* dst))                                   \
   /* Fused quantize + pack of `rows` rows of `cols` floats in groups of group_size (which    \
      divides cols). Row r's packed codes go to codes + r * packed_bytes(cols, bits); group g  \
-     of row r writes scales[r * cols/group_size + g] (and zeros[...] when kAsymmetric). With  \
-     `fixed` non-null every group uses *fixed and scales/zeros are not written (a scale for   \
-     the whole tensor). On failure returns the status and sets *bad_group (r * n_groups + g). \
-  */                                                                                          \
+     of row r writes scales[r * cols/group_size + g] in s.scale_type's storage format (float, \
+     or uint16_t bits for float16 / bfloat16) and zeros[same] when kAsymmetric. With `fixed`  \
+     non-null every group uses *fixed and scales/zeros are not written (a scale for the whole \
+     tensor). On failure returns the status and sets *bad_group (r * n_groups + g). */        \
   X(IntqStatus, quantize_rows, (const float* src, std::size_t rows, std::size_t cols,         \
                                 std::size_t group_size, const IntqScheme& s,                  \
-                                const GroupParams* fixed, uint8_t* codes, float* scales,      \
+                                const GroupParams* fixed, uint8_t* codes, void* scales,       \
                                 uint8_t* zeros, std::size_t* bad_group))                      \
   /* The inverse: unpack + dequantize into dst [rows, cols]. Group g of row r uses            \
-     scales[r * scale_row_stride + g] and zeros[same] (zeros null unless kAsymmetric); a      \
-     stride of 0 gives every row the same scales. */                                         \
+     scales[r * scale_row_stride + g] (storage format as above) and zeros[same] (zeros null   \
+     unless kAsymmetric); a stride of 0 gives every row the same scales. */                  \
   X(void, dequantize_rows, (const uint8_t* codes, std::size_t rows, std::size_t cols,         \
-                            std::size_t group_size, const IntqScheme& s, const float* scales, \
+                            std::size_t group_size, const IntqScheme& s, const void* scales,  \
                             const uint8_t* zeros, std::size_t scale_row_stride, float* dst))
 
 #define QUANTCORE_DECLARE_KERNEL(ret, name, args) ret name args;
@@ -121,6 +125,9 @@ float round_scale(float x, ScaleType t);
 // The parameters of a group whose values span [lo, hi] (both finite).
 IntqStatus group_params(float lo, float hi, const IntqScheme& s, GroupParams* p);
 uint8_t encode_one(float x, const IntqScheme& s, const GroupParams& p);
+// Scale i of an array in the storage format of `t`; store_scale needs a value of type t.
+void store_scale(void* scales, std::size_t i, float value, ScaleType t);
+float load_scale(const void* scales, std::size_t i, ScaleType t);
 float decode_one(uint8_t code, const IntqScheme& s, const GroupParams& p);
 }  // namespace scalar
 

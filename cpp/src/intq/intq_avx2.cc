@@ -71,6 +71,26 @@ Range range_f32(const float* src, std::size_t n) {
                head_finite && tail.finite};
 }
 
+IntqStatus params_f32(const float* src, std::size_t group_size, std::size_t n_groups,
+                      const IntqScheme& s, GroupParams* p, std::size_t* bad_group) {
+  // The SIMD ranges of up to 16 groups first, then the shared scalar parameters: separate loops
+  // let the CPU overlap neighbouring groups' reductions and divisions.
+  Range ranges[16];
+  for (std::size_t g0 = 0; g0 < n_groups; g0 += 16) {
+    const std::size_t count = n_groups - g0 < 16 ? n_groups - g0 : 16;
+    for (std::size_t j = 0; j < count; ++j) ranges[j] = range_f32(src + (g0 + j) * group_size, group_size);
+    for (std::size_t j = 0; j < count; ++j) {
+      const Range& r = ranges[j];
+      const IntqStatus status = r.finite ? scalar::group_params(r.lo, r.hi, s, p + g0 + j) : IntqStatus::kNonFinite;
+      if (status != IntqStatus::kOk) {
+        *bad_group = g0 + j;
+        return status;
+      }
+    }
+  }
+  return IntqStatus::kOk;
+}
+
 void encode_group(const float* src, std::size_t n, const IntqScheme& s, const GroupParams& p,
                   uint8_t* codes) {
   const __m256 scale = _mm256_set1_ps(p.scale);
@@ -110,18 +130,18 @@ void decode_group(const uint8_t* codes, std::size_t n, const IntqScheme& s, cons
 }
 
 namespace {
-constexpr RowKernels kRowKernels{range_f32, encode_group, decode_group, pack_bits, unpack_bits};
+constexpr RowKernels kRowKernels{params_f32, encode_group, decode_group, pack_bits, unpack_bits};
 }  // namespace
 
 IntqStatus quantize_rows(const float* src, std::size_t rows, std::size_t cols,
                          std::size_t group_size, const IntqScheme& s, const GroupParams* fixed,
-                         uint8_t* codes, float* scales, uint8_t* zeros, std::size_t* bad_group) {
+                         uint8_t* codes, void* scales, uint8_t* zeros, std::size_t* bad_group) {
   return quantize_rows_with(kRowKernels, src, rows, cols, group_size, s, fixed, codes, scales,
                             zeros, bad_group);
 }
 
 void dequantize_rows(const uint8_t* codes, std::size_t rows, std::size_t cols,
-                     std::size_t group_size, const IntqScheme& s, const float* scales,
+                     std::size_t group_size, const IntqScheme& s, const void* scales,
                      const uint8_t* zeros, std::size_t scale_row_stride, float* dst) {
   dequantize_rows_with(kRowKernels, codes, rows, cols, group_size, s, scales, zeros,
                        scale_row_stride, dst);

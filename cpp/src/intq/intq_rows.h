@@ -16,27 +16,26 @@ namespace quantcore {
 namespace {
 
 struct RowKernels {
-  Range (*range_f32)(const float*, std::size_t);
+  IntqStatus (*params_f32)(const float*, std::size_t, std::size_t, const IntqScheme&, GroupParams*,
+                          std::size_t*);
   void (*encode_group)(const float*, std::size_t, const IntqScheme&, const GroupParams&, uint8_t*);
   void (*decode_group)(const uint8_t*, std::size_t, const IntqScheme&, const GroupParams&, float*);
   bool (*pack_bits)(const uint8_t*, std::size_t, int, uint8_t*);
   void (*unpack_bits)(const uint8_t*, std::size_t, int, uint8_t*);
 };
 
-// Groups are handled in batches of about 16 KB of floats (L1-resident): first the ranges of
-// the whole batch, then their parameters, then their codes. Separate passes let the CPU overlap
-// the per-group scalar work (reductions, a division, the scale rounding) of neighbouring groups
-// instead of running one group's dependency chain at a time.
+// Groups are handled in batches of about 16 KB of floats (L1-resident): first the parameters
+// of the whole batch, then its codes. A batch lets the parameter kernel work on many groups at
+// once (SIMD across groups) and keeps the floats in L1 for the second pass.
 constexpr std::size_t kBatchFloats = 4096;
 
 inline IntqStatus quantize_rows_with(const RowKernels& k, const float* src, std::size_t rows,
                                      std::size_t cols, std::size_t group_size, const IntqScheme& s,
-                                     const GroupParams* fixed, uint8_t* codes, float* scales,
+                                     const GroupParams* fixed, uint8_t* codes, void* scales,
                                      uint8_t* zeros, std::size_t* bad_group) {
   const std::size_t n_groups = cols / group_size;
   const std::size_t row_bytes = packed_bytes(cols, s.bits);
   const std::size_t batch = group_size >= kBatchFloats ? 1 : kBatchFloats / group_size;
-  std::vector<Range> ranges(fixed != nullptr ? 0 : batch);
   std::vector<GroupParams> params(fixed != nullptr ? 0 : batch);
   // 8-bit codes are their own packed form: write them straight into the output row.
   std::vector<uint8_t> buffer(s.bits == 8 ? 0 : cols);
@@ -45,25 +44,23 @@ inline IntqStatus quantize_rows_with(const RowKernels& k, const float* src, std:
     uint8_t* packed = codes + r * row_bytes;
     uint8_t* row_codes = s.bits == 8 ? packed : buffer.data();
     for (std::size_t g0 = 0; g0 < n_groups; g0 += batch) {
-      const std::size_t g1 = g0 + batch < n_groups ? g0 + batch : n_groups;
+      const std::size_t count = g0 + batch < n_groups ? batch : n_groups - g0;
+      const float* x = row + g0 * group_size;
       if (fixed == nullptr) {
-        for (std::size_t g = g0; g < g1; ++g) ranges[g - g0] = k.range_f32(row + g * group_size, group_size);
-        for (std::size_t g = g0; g < g1; ++g) {
-          const Range& range = ranges[g - g0];
-          GroupParams& p = params[g - g0];
-          const IntqStatus status = range.finite ? scalar::group_params(range.lo, range.hi, s, &p)
-                                                 : IntqStatus::kNonFinite;
-          if (status != IntqStatus::kOk) {
-            *bad_group = r * n_groups + g;
-            return status;
-          }
-          scales[r * n_groups + g] = p.scale;
-          if (s.kind == IntqKind::kAsymmetric) zeros[r * n_groups + g] = static_cast<uint8_t>(p.zero);
+        std::size_t bad = 0;
+        const IntqStatus status = k.params_f32(x, group_size, count, s, params.data(), &bad);
+        if (status != IntqStatus::kOk) {
+          *bad_group = r * n_groups + g0 + bad;
+          return status;
+        }
+        for (std::size_t g = 0; g < count; ++g) {
+          scalar::store_scale(scales, r * n_groups + g0 + g, params[g].scale, s.scale_type);
+          if (s.kind == IntqKind::kAsymmetric) zeros[r * n_groups + g0 + g] = static_cast<uint8_t>(params[g].zero);
         }
       }
-      for (std::size_t g = g0; g < g1; ++g)
-        k.encode_group(row + g * group_size, group_size, s, fixed != nullptr ? *fixed : params[g - g0],
-                       row_codes + g * group_size);
+      for (std::size_t g = 0; g < count; ++g)
+        k.encode_group(x + g * group_size, group_size, s, fixed != nullptr ? *fixed : params[g],
+                       row_codes + (g0 + g) * group_size);
     }
     // Codes come out of encode_group within [0, 2^bits), so packing cannot fail here.
     if (s.bits != 8) k.pack_bits(row_codes, cols, s.bits, packed);
@@ -73,7 +70,7 @@ inline IntqStatus quantize_rows_with(const RowKernels& k, const float* src, std:
 
 inline void dequantize_rows_with(const RowKernels& k, const uint8_t* codes, std::size_t rows,
                                  std::size_t cols, std::size_t group_size, const IntqScheme& s,
-                                 const float* scales, const uint8_t* zeros,
+                                 const void* scales, const uint8_t* zeros,
                                  std::size_t scale_row_stride, float* dst) {
   const std::size_t n_groups = cols / group_size;
   const std::size_t row_bytes = packed_bytes(cols, s.bits);
@@ -88,7 +85,8 @@ inline void dequantize_rows_with(const RowKernels& k, const uint8_t* codes, std:
     }
     for (std::size_t g = 0; g < n_groups; ++g) {
       const std::size_t at = r * scale_row_stride + g;
-      const GroupParams p{scales[at], zeros != nullptr ? zeros[at] : default_zero, 0, 0};
+      const GroupParams p{scalar::load_scale(scales, at, s.scale_type), zeros != nullptr ? zeros[at] : default_zero,
+                          0, 0};
       k.decode_group(row_codes + g * group_size, group_size, s, p, dst + r * cols + g * group_size);
     }
   }

@@ -175,6 +175,46 @@ float decode_one(uint8_t code, const IntqScheme& s, const GroupParams& p) {
   return static_cast<float>(static_cast<int32_t>(code) - p.zero) * p.scale;
 }
 
+void store_scale(void* scales, std::size_t i, float value, ScaleType t) {
+  switch (t) {
+    case ScaleType::kFloat32:
+      static_cast<float*>(scales)[i] = value;
+      return;
+    case ScaleType::kBFloat16:
+      static_cast<uint16_t*>(scales)[i] = static_cast<uint16_t>(float_bits(value) >> 16);
+      return;
+    case ScaleType::kFloat16: {
+      // value is a non-negative float16 value: re-bias a normal, or count 2^-24 steps.
+      const uint32_t b = float_bits(value);
+      const int exponent = static_cast<int>(b >> 23) - 127;
+      const uint16_t bits = exponent >= -14
+                                ? static_cast<uint16_t>(((exponent + 15) << 10) | ((b & 0x7FFFFFu) >> 13))
+                                : static_cast<uint16_t>(value * 16777216.0f);
+      static_cast<uint16_t*>(scales)[i] = bits;
+      return;
+    }
+  }
+}
+
+float load_scale(const void* scales, std::size_t i, ScaleType t) {
+  switch (t) {
+    case ScaleType::kBFloat16:
+      return bits_float(static_cast<uint32_t>(static_cast<const uint16_t*>(scales)[i]) << 16);
+    case ScaleType::kFloat16: {
+      const uint32_t h = static_cast<const uint16_t*>(scales)[i];
+      const uint32_t sign = (h & 0x8000u) << 16, exponent = (h >> 10) & 0x1Fu, mantissa = h & 0x3FFu;
+      if (exponent == 0) {
+        const float v = static_cast<float>(mantissa) * 5.9604644775390625e-08f;  // 2^-24
+        return bits_float(sign | float_bits(v));
+      }
+      if (exponent == 31) return bits_float(sign | 0x7F800000u | (mantissa << 13));  // inf, NaN
+      return bits_float(sign | ((exponent + 127 - 15) << 23) | (mantissa << 13));
+    }
+    default:
+      return static_cast<const float*>(scales)[i];
+  }
+}
+
 Range range_f32(const float* src, std::size_t n) {
   float lo = INFINITY, hi = -INFINITY;
   uint32_t abs_max = 0;  // as integer bits: NaN > inf > every finite magnitude
@@ -185,6 +225,19 @@ Range range_f32(const float* src, std::size_t n) {
     abs_max = a > abs_max ? a : abs_max;
   }
   return Range{lo, hi, abs_max < 0x7F800000u};
+}
+
+IntqStatus params_f32(const float* src, std::size_t group_size, std::size_t n_groups,
+                      const IntqScheme& s, GroupParams* p, std::size_t* bad_group) {
+  for (std::size_t g = 0; g < n_groups; ++g) {
+    const Range r = range_f32(src + g * group_size, group_size);
+    const IntqStatus status = r.finite ? group_params(r.lo, r.hi, s, p + g) : IntqStatus::kNonFinite;
+    if (status != IntqStatus::kOk) {
+      *bad_group = g;
+      return status;
+    }
+  }
+  return IntqStatus::kOk;
 }
 
 void encode_group(const float* src, std::size_t n, const IntqScheme& s, const GroupParams& p,
@@ -198,18 +251,18 @@ void decode_group(const uint8_t* codes, std::size_t n, const IntqScheme& s, cons
 }
 
 namespace {
-constexpr RowKernels kRowKernels{range_f32, encode_group, decode_group, pack_bits, unpack_bits};
+constexpr RowKernels kRowKernels{params_f32, encode_group, decode_group, pack_bits, unpack_bits};
 }  // namespace
 
 IntqStatus quantize_rows(const float* src, std::size_t rows, std::size_t cols,
                          std::size_t group_size, const IntqScheme& s, const GroupParams* fixed,
-                         uint8_t* codes, float* scales, uint8_t* zeros, std::size_t* bad_group) {
+                         uint8_t* codes, void* scales, uint8_t* zeros, std::size_t* bad_group) {
   return quantize_rows_with(kRowKernels, src, rows, cols, group_size, s, fixed, codes, scales,
                             zeros, bad_group);
 }
 
 void dequantize_rows(const uint8_t* codes, std::size_t rows, std::size_t cols,
-                     std::size_t group_size, const IntqScheme& s, const float* scales,
+                     std::size_t group_size, const IntqScheme& s, const void* scales,
                      const uint8_t* zeros, std::size_t scale_row_stride, float* dst) {
   dequantize_rows_with(kRowKernels, codes, rows, cols, group_size, s, scales, zeros,
                        scale_row_stride, dst);
