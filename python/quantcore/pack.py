@@ -1,6 +1,7 @@
 """Dense bit packing of unsigned codes, 1 to 8 bits each.
 
-Bit order (the one definition; quantcore.quantize packs each row of codes this way):
+Bit order (the one definition; the C++ kernels and quantcore.quantize, which packs each row of
+a weight's codes separately so that every row starts on a byte boundary, follow it):
     code i occupies bits [i*b, (i+1)*b) of a little-endian, LSB-first bit stream, i.e. bit j
     of the stream is bit (j % 8) of byte j // 8. n codes take ceil(n*b / 8) bytes and the unused
     high bits of the last byte are zero. 8 codes fill exactly b bytes (3-bit: 3 bytes per 8).

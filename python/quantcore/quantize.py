@@ -95,6 +95,9 @@ class _IntScheme:
     def absmax_only(self) -> bool:
         return self.nf4
 
+    def zeros_dtype(self, symmetric: bool) -> np.dtype | None:
+        return None if (self.nf4 or symmetric) else np.dtype(np.uint8)
+
     def kind(self, symmetric: bool) -> int:
         if self.nf4:
             return _KIND_NF4
@@ -123,6 +126,9 @@ class _Fp8Scheme:
     fmt: str
     bits: int = 8
     absmax_only: bool = True
+
+    def zeros_dtype(self, symmetric: bool) -> np.dtype | None:
+        return None
 
     def quantize(self, w: np.ndarray, group_size: int, symmetric: bool, scale_dtype: np.dtype):
         rows, cols = w.shape
@@ -161,9 +167,11 @@ def _divide_by_groups(w: np.ndarray, scales: np.ndarray) -> np.ndarray:
     return w / _group_broadcast(scales, w.shape)
 
 
-# The schemes quantize() knows. Adding one means adding an entry with bits, absmax_only,
-# quantize(w, group_size, symmetric, scale_dtype) -> (codes, scales, zeros) and
-# dequantize(q, out).
+# The schemes quantize() knows. Adding one means adding an entry with `bits` (per code),
+# `absmax_only` (True: `symmetric` is ignored and reported True), `zeros_dtype(symmetric)` (the
+# dtype of the zero points, None without them), `quantize(w, group_size, symmetric,
+# scale_dtype) -> (codes, scales, zeros)` for float32 w [rows, cols] and a validated group_size,
+# and `dequantize(q, out)` writing float32 out [rows, cols].
 _SCHEMES: dict[str, object] = {
     "int8": _IntScheme(8),
     "int4": _IntScheme(4),
@@ -343,8 +351,10 @@ class QuantizedTensor:
         )
 
 
-def _validate(q: QuantizedTensor, fn: str) -> None:
-    """Every field consistent with the others, so the kernels only ever see valid buffers."""
+def _validate(q: QuantizedTensor, fn: str, values: bool = False) -> None:
+    """Every field consistent with the others, so the kernels only ever see valid buffers; with
+    `values`, also every scale positive and finite and every zero point in range (for data read
+    from a file)."""
     _check_scheme(q.scheme, fn)
     scheme = _SCHEMES[q.scheme]
     shape = q.shape
@@ -368,20 +378,22 @@ def _validate(q: QuantizedTensor, fn: str) -> None:
             f"{fn}: scales must be float16, float32 or bfloat16 of shape {_scale_shape(rows, cols, group_size)} "
             f"(got {q.scales.dtype.name} {q.scales.shape})"
         )
-    scales32 = q.scales.astype(np.float32)
-    if not (np.isfinite(scales32).all() and (scales32 > 0).all()):
-        raise ValueError(f"{fn}: scales must be positive and finite")
-    asymmetric = isinstance(scheme, _IntScheme) and not scheme.nf4 and not q.symmetric
-    if asymmetric:
-        if not isinstance(q.zeros, np.ndarray) or q.zeros.dtype != np.uint8 or q.zeros.shape != q.scales.shape:
-            raise ValueError(f"{fn}: zeros must be uint8 of shape {q.scales.shape} for an asymmetric scheme")
-        if q.zeros.max() > (1 << scheme.bits) - 1:
-            raise ValueError(f"{fn}: zeros must be in 0..{(1 << scheme.bits) - 1} (got {q.zeros.max()})")
+    zeros_dtype = scheme.zeros_dtype(bool(q.symmetric))
+    if zeros_dtype is not None:
+        if not isinstance(q.zeros, np.ndarray) or q.zeros.dtype != zeros_dtype or q.zeros.shape != q.scales.shape:
+            raise ValueError(f"{fn}: zeros must be {zeros_dtype.name} of shape {q.scales.shape} for scheme "
+                             f"{q.scheme!r} with symmetric={q.symmetric}")
     elif q.zeros is not None:
-        raise ValueError(f"{fn}: zeros must be None for a symmetric scheme")
+        raise ValueError(f"{fn}: zeros must be None for scheme {q.scheme!r} with symmetric={q.symmetric}")
     for arr in (q.codes, q.scales, q.zeros):
         if arr is not None and not arr.flags.c_contiguous:
             raise ValueError(f"{fn}: codes, scales and zeros must be C-contiguous")
+    if values:
+        scales32 = q.scales.astype(np.float32)
+        if not (np.isfinite(scales32).all() and (scales32 > 0).all()):
+            raise ValueError(f"{fn}: scales must be positive and finite")
+        if zeros_dtype == np.uint8 and q.zeros.max() > (1 << scheme.bits) - 1:
+            raise ValueError(f"{fn}: zeros must be in 0..{(1 << scheme.bits) - 1} (got {q.zeros.max()})")
 
 
 def quantize(
@@ -486,6 +498,8 @@ def load(path: str | os.PathLike) -> QuantizedTensor:
     if scales is None or "codes" not in tensors:
         raise ValueError(f"load: {path!r} is corrupted: it lacks 'codes' or 'scales'")
     try:
-        return QuantizedTensor(scheme, shape, group_size, symmetric, tensors["codes"], scales, tensors.get("zeros"))
+        q = QuantizedTensor(scheme, shape, group_size, symmetric, tensors["codes"], scales, tensors.get("zeros"))
+        _validate(q, "QuantizedTensor", values=True)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"load: {path!r} has inconsistent contents: {exc}") from None
+    return q

@@ -31,7 +31,8 @@
 //                         scale = the smallest positive value of the type; no clamping results.
 //   scale not finite      (float16 overflow past 65504, or hi - lo overflowing float32):
 //                         IntqStatus::kScaleOverflow; NaN or +-inf input: kNonFinite.
-// Codes are packed per row with pack.h's bit order; every row starts on a byte boundary.
+// Codes are packed per row in the bit order of quantcore.pack (see pack.h); every row starts on
+// a byte boundary.
 #pragma once
 
 #include <cstddef>

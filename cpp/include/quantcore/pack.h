@@ -1,12 +1,9 @@
 // Dense bit packing of small unsigned codes, 1 to 8 bits each.
 //
-// Bit order (the one place it is defined; intq.h and the Python package refer here):
-//   code i of a sequence occupies bits [i*b, (i+1)*b) of a little-endian, LSB-first bit stream,
-//   i.e. bit j of the stream is bit (j % 8) of byte j / 8. n codes take ceil(n*b/8) bytes; the
-//   unused high bits of the last byte are zero. 8 codes always fill exactly b bytes, so
-//   3-bit codes take 3 bytes per 8 codes. Examples: 4-bit, byte k = code[2k] | code[2k+1] << 4;
-//   2-bit, byte k = code[4k] | code[4k+1] << 2 | code[4k+2] << 4 | code[4k+3] << 6.
-// A quantized matrix packs each row separately, so every row starts on a byte boundary.
+// Bit order: defined once, in python/quantcore/pack.py's docstring (the public contract). In
+// short: code i occupies bits [i*b, (i+1)*b) of a little-endian, LSB-first bit stream; n codes
+// take ceil(n*b/8) bytes, the unused high bits of the last byte are zero, and 8 codes fill
+// exactly b bytes. A quantized matrix packs each row separately (rows start on a byte boundary).
 #pragma once
 
 #include <cstddef>
