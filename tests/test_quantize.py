@@ -354,7 +354,7 @@ def test_tiny_range_gets_the_smallest_float16_scale(isa):
 def test_scale_overflowing_float16_raises(isa, scheme):
     w = np.full((2, 32), 1.0, np.float32)
     w[1, 5] = 3e9
-    with pytest.raises(ValueError, match=r"row 1, columns 0\.\.31 .*float16.*scale_dtype=np.float32|overflows float16"):
+    with pytest.raises(ValueError, match=r"row 1, columns 0\.\.31 is not finite in float16 .*scale_dtype=np.float32"):
         quantcore.quantize(w, scheme, group_size=32, symmetric=True)
     q = quantcore.quantize(w, scheme, group_size=32, symmetric=True, scale_dtype=np.float32)
     assert np.isfinite(q.dequantize()).all()

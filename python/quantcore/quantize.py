@@ -43,7 +43,7 @@ import os
 import tempfile
 import zlib
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 import ml_dtypes
 import numpy as np
@@ -142,29 +142,32 @@ class _Fp8Scheme:
             return np.ascontiguousarray(q.codes).view(np.uint8), exact, None
         with np.errstate(over="ignore"):
             scales = exact.astype(scale_dtype)
-        if not np.isfinite(scales.astype(np.float32)).all():
+        overflow = ~np.isfinite(scales.astype(np.float32))
+        if overflow.any():
+            r, g = np.argwhere(overflow)[0]
+            width = cols // scales.shape[1]
             raise ValueError(
-                f"quantize: a group's scale overflows {scale_dtype.name} "
-                f"(the group's range is too large; use scale_dtype=np.float32)"
+                f"quantize: the scale of the group at row {r}, columns {g * width}..{(g + 1) * width - 1} is not "
+                f"finite in {scale_dtype.name} (the group's range is too large; use scale_dtype=np.float32)"
             )
         scales = np.where(scales == 0, _smallest_positive(scale_dtype), scales).astype(scale_dtype)
         codes = fp8.encode(_divide_by_groups(w, scales.astype(np.float32)), self.fmt, saturate=True)
         return codes.view(np.uint8), scales, None
 
     def dequantize(self, q: "QuantizedTensor", out: np.ndarray) -> None:
-        values = fp8.decode(q.codes, fmt=self.fmt)
-        out[...] = values
-        out *= _group_broadcast(q.scales.astype(np.float32), out.shape)
+        fp8.decode(q.codes, fmt=self.fmt, out=out)
+        grouped = _by_group(out, q.scales)
+        grouped *= q.scales.astype(np.float32)[..., None]
 
 
-def _group_broadcast(scales: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """scales [rows, n_groups] (or [1, 1]) repeated over each group: [rows or 1, cols]."""
-    return np.repeat(scales, shape[1] // scales.shape[1], axis=1)
+def _by_group(a: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """A view of a [rows, cols] as [rows, n_groups, group] for scales [rows, n_groups] or [1, 1]."""
+    return a.reshape(a.shape[0], scales.shape[1], -1)
 
 
 def _divide_by_groups(w: np.ndarray, scales: np.ndarray) -> np.ndarray:
     """w [rows, cols] / the scale of each element's group."""
-    return w / _group_broadcast(scales, w.shape)
+    return (_by_group(w, scales) / scales[..., None]).reshape(w.shape)
 
 
 # The schemes quantize() knows. Adding one means adding an entry with `bits` (per code),
