@@ -1,8 +1,6 @@
 """quantize / QuantizedTensor: codes against a numpy restatement of the math, every ISA bit-exact
 against scalar, error bounds, special groups, save/load, and every validation."""
 
-import os
-
 import ml_dtypes
 import numpy as np
 import pytest
@@ -669,7 +667,3 @@ def test_inconsistent_quantized_tensor_is_refused():
         QuantizedTensor(**{**fields, "shape": (2, 2, 8)})
     with pytest.raises(ValueError, match="group_size must divide"):
         QuantizedTensor(**{**fields, "group_size": 5})
-
-
-def test_module_is_reachable_by_path():
-    assert os.path.basename(quantcore.quantize.__module__.replace(".", "/")) == "quantize"

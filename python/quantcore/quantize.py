@@ -34,6 +34,9 @@ is for the integer schemes and nf4; fp8 keeps quantcore.fp8's absmax / max_finit
 Codes are packed per row with quantcore.pack_bits's bit order (quantcore.pack: code i of a row
 occupies bits [i*b, (i+1)*b) of the row's little-endian, LSB-first bit stream), each row starting
 on a byte boundary: codes has shape [out_features, ceil(in_features * b / 8)].
+
+The package attribute quantcore.quantize is the function; import this module's other names
+directly: `from quantcore.quantize import SCHEMES, NF4_CODEBOOK`.
 """
 
 from __future__ import annotations
@@ -222,7 +225,7 @@ class QuantizedTensor:
     """A quantized weight: packed codes plus per-group scales (and zero points).
 
     Attributes:
-        scheme: one of quantcore.quantize.SCHEMES, e.g. "int4".
+        scheme: one of SCHEMES, e.g. "int4".
         shape: the original shape, (out_features, in_features) or (in_features,).
         group_size: as passed to quantize(): a divisor of in_features, -1 (one group per row)
             or 0 (one group for the whole tensor).
