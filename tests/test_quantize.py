@@ -667,3 +667,34 @@ def test_inconsistent_quantized_tensor_is_refused():
         QuantizedTensor(**{**fields, "shape": (2, 2, 8)})
     with pytest.raises(ValueError, match="group_size must divide"):
         QuantizedTensor(**{**fields, "group_size": 5})
+
+
+def test_random_configurations_every_isa_matches_scalar():
+    rng = np.random.default_rng(2024)
+    schemes = [*INT_SCHEMES, "nf4"]
+    for _ in range(40):
+        rows = int(rng.integers(1, 9))
+        group = int(rng.choice([1, 3, 8, 16, 24, 32, 48, 64, 100, 128]))
+        n_groups = int(rng.integers(1, 40))
+        cols = group * n_groups
+        w = sample((rows, cols), seed=int(rng.integers(1 << 30)))
+        w *= np.float32(10.0 ** rng.uniform(-6, 3))
+        w[rng.random(w.shape) < 0.05] = 0.0
+        group_size = int(rng.choice([group, -1, 0]))
+        scheme = str(rng.choice(schemes))
+        symmetric = bool(rng.integers(2))
+        scale_dtype = [np.float16, np.float32, BF16][int(rng.integers(3))]
+        results = []
+        for name in ISAS:
+            with quantcore.using_isa(name):
+                try:
+                    q = quantcore.quantize(w, scheme, group_size=group_size, symmetric=symmetric, scale_dtype=scale_dtype)
+                    results.append((q.codes, q.scales.view(np.uint8), q.zeros, q.dequantize().view(np.uint32)))
+                except ValueError as exc:  # float16 scale overflow on the large draws
+                    results.append(str(exc))
+        for got in results[1:]:
+            if isinstance(results[0], str):
+                assert got == results[0]
+                continue
+            for a, b in zip(got, results[0]):
+                np.testing.assert_array_equal(a, b)
