@@ -117,8 +117,9 @@ struct IntqKernels {
 // The table for the ISA currently selected (see dispatch.h).
 const IntqKernels& intq_kernels();
 
-// Scalar helpers shared by every ISA (so the per-group decisions are identical by
-// construction) and by the bindings.
+// Scalar helpers shared by every ISA and the bindings. The SIMD params_f32 restate group_params
+// lane for lane for blocks of groups and hand every special case (NaN, inf, scale overflow)
+// back to the scalar code, so all ISAs produce the same parameters (tested bit for bit).
 namespace scalar {
 // x rounded to the scale type, nearest-even, returned as the float32 holding that value
 // (+inf past the type's range). x >= 0 and finite.

@@ -1,6 +1,7 @@
-// AVX2 group quantization: 8 lanes of the scalar reference's arithmetic (IEEE division,
-// round-to-nearest-even conversion, integer clamp), the scalar reference for tails, and the
-// shared per-group parameters. Only this file is compiled with AVX2 flags.
+// AVX2 group quantization: 8 lanes of the scalar reference's arithmetic
+// (IEEE division, round-to-nearest-even conversion, integer clamp) for codes, the parameters of
+// 8 groups at once (scalar::group_params restated across lanes), the scalar reference for
+// tails and special cases. Only this file is compiled with AVX2 flags.
 #include <immintrin.h>
 
 #include <cmath>

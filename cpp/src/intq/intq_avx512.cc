@@ -1,6 +1,7 @@
 // AVX-512 (F, BW, DQ, VL) group quantization: 16 lanes of the scalar reference's arithmetic
-// (IEEE division, round-to-nearest-even conversion, integer clamp), the scalar reference for
-// tails, and the shared per-group parameters. Only this file is compiled with AVX-512 flags.
+// (IEEE division, round-to-nearest-even conversion, integer clamp) for codes, the parameters of
+// 16 groups at once (scalar::group_params restated across lanes), the scalar reference for
+// tails and special cases. Only this file is compiled with AVX-512 flags.
 #include <immintrin.h>
 
 #include <cmath>

@@ -1,7 +1,6 @@
-// The row loop shared by every ISA's quantize_rows / dequantize_rows: per group, range ->
-// parameters -> codes into a row buffer (L1-resident), then one pack of the whole row. Each
-// ISA file instantiates it with its own kernels; the per-group parameters always come from
-// scalar::group_params, so every ISA makes the same decisions.
+// The row loop shared by every ISA's quantize_rows / dequantize_rows: per batch of groups, the
+// parameters (params_f32), then the codes into a row buffer (L1-resident); then one pack of the
+// whole row. Each ISA file instantiates it with its own kernels.
 //
 // The anonymous namespace gives each including file its own copy, compiled with that file's
 // flags (a shared inline definition could be merged across ISAs by the linker).
