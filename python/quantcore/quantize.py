@@ -460,7 +460,7 @@ def load(path: str | os.PathLike) -> QuantizedTensor:
     """Read a file written by QuantizedTensor.save.
 
     Raises:
-        FileNotFoundError: no file at `path`.
+        FileNotFoundError: no file at `path` (other I/O failures raise OSError too).
         ValueError: the file is truncated or corrupted (not valid safetensors, or a checksum
             mismatch), or is a safetensors file that QuantizedTensor.save did not write, or its
             contents are inconsistent.
@@ -474,7 +474,7 @@ def load(path: str | os.PathLike) -> QuantizedTensor:
         with safe_open(path, framework="numpy") as f:
             metadata = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, KeyError, ValueError, TypeError, OSError) as exc:
+    except (SafetensorError, KeyError, ValueError, TypeError) as exc:  # I/O errors stay OSError
         raise ValueError(f"load: {path!r} is not a readable safetensors file (truncated or corrupted?): {exc}") from None
     if metadata.get("format") != _FILE_FORMAT:
         raise ValueError(f"load: {path!r} is not a quantcore QuantizedTensor file (metadata format is "
