@@ -57,9 +57,17 @@ inline IntqStatus quantize_rows_with(const RowKernels& k, const float* src, std:
           if (s.kind == IntqKind::kAsymmetric) zeros[r * n_groups + g0 + g] = static_cast<uint8_t>(params[g].zero);
         }
       }
-      for (std::size_t g = 0; g < count; ++g)
+      // While this batch is encoded from L1, prefetch the next one (the following floats in
+      // memory, across the row end too) so DRAM keeps streaming instead of idling; a prefetch
+      // past the end of the input is harmless (it never faults).
+      const char* next = reinterpret_cast<const char*>(x + count * group_size);
+      const std::size_t lines_per_group = (group_size * sizeof(float) + 63) / 64;
+      for (std::size_t g = 0; g < count; ++g) {
+        for (std::size_t l = 0; l < lines_per_group; ++l)
+          __builtin_prefetch(next + (g * lines_per_group + l) * 64);
         k.encode_group(x + g * group_size, group_size, s, fixed != nullptr ? *fixed : params[g],
                        row_codes + (g0 + g) * group_size);
+      }
     }
     // Codes come out of encode_group within [0, 2^bits), so packing cannot fail here.
     if (s.bits != 8) k.pack_bits(row_codes, cols, s.bits, packed);
