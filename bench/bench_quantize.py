@@ -9,6 +9,9 @@ into a preallocated array (out=), and so does the copy.
 
 extra_info["GB/s"] counts the bytes each call moves: quantize reads 4 bytes per weight and writes
 the packed codes, scales and zeros; dequantize the reverse; the copy reads and writes its array.
+"% of copy bandwidth" is quantcore's GB/s over the copy's GB/s in the same group (add
+--benchmark-json=FILE to keep extra_info). The kernels use every core (quantcore.get_num_threads())
+and the numpy baseline one, so a core busy with other work lowers the ratio to numpy.
 """
 
 from concurrent.futures import ThreadPoolExecutor
