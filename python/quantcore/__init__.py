@@ -3,6 +3,10 @@
 Modules:
     quantcore.fp8      FP8 e4m3fn / e5m2 encode, decode and scaled quantization.
     quantcore.formats  Bit-level view of a value in each number format.
+    quantcore.quantize Group-wise int8/int4/int3/int2, NF4 and scaled FP8 quantization.
+    quantcore.pack     Dense bit packing of 1..8-bit codes.
+
+Functions: quantize(w, scheme, ...) -> QuantizedTensor, load(path), pack_bits, unpack_bits.
 
 Run-time controls:
     available_isas(), using_isa(name), set_num_threads(n), get_num_threads().
@@ -15,16 +19,24 @@ from quantcore._runtime import (
     set_num_threads,
     using_isa,
 )
-from quantcore import fp8, formats, gguf
+from quantcore import fp8, formats, gguf, metrics
+from quantcore.pack import pack_bits, unpack_bits
+from quantcore.quantize import QuantizedTensor, load, quantize
 
 __all__ = [
+    "QuantizedTensor",
     "active_isa",
     "available_isas",
-    "fp8",
     "formats",
+    "fp8",
     "get_num_threads",
     "gguf",
+    "load",
+    "metrics",
+    "pack_bits",
+    "quantize",
     "set_num_threads",
+    "unpack_bits",
     "using_isa",
 ]
 __version__ = "0.1.0"
