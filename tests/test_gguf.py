@@ -502,3 +502,72 @@ def test_dequantize_errors():
         qg.dequantize_blocks(data, "q4_0", (2, 64), out=np.empty((64, 2), np.float32))
     with pytest.raises(ValueError, match="out must have dtype float32"):
         qg.dequantize_blocks(data, "q4_0", (2, 64), out=np.empty((2, 64), np.float64))
+
+
+# ---------------------------------------------------------------- q4_0 / q4_1 / q8_0 as quantize schemes
+
+
+def heavy_tailed(shape, seed):
+    rng = np.random.default_rng(seed)
+    w = rng.standard_t(3, size=shape).astype(np.float32) * 0.02
+    w[rng.random(shape) < 0.002] *= 40  # sparse large outliers, as in LLM weights
+    w[0, :32] = 0.0  # an all-zero block
+    return w
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("name", ["q4_0", "q4_1", "q8_0"])
+def test_quantize_scheme_round_trips_llama_cpp_bytes(isa, name):
+    w = heavy_tailed((9, 4 * 32 * 3), seed=5)
+    with quantcore.using_isa(isa):
+        q = quantcore.quantize(w, name)
+        blocks = qg.blocks_from_quantized(q)
+        deq = q.dequantize()
+    assert q.group_size == 32 and q.scales.dtype == np.float16
+    assert q.symmetric == (name != "q4_1")
+    expected = gguf_quantize(w, name)
+    np.testing.assert_array_equal(blocks, expected)
+    np.testing.assert_array_equal(deq.view(np.uint32), gguf_dequantize(expected, name, w.shape).view(np.uint32))
+    assert q.bits_per_weight == {"q4_0": 4.5, "q4_1": 5.0, "q8_0": 8.5}[name]
+
+
+@pytest.mark.parametrize("name", ["q4_0", "q4_1", "q8_0"])
+def test_blocks_to_parts_inverts_blocks_from_quantized_on_arbitrary_blocks(name):
+    t = qg.TYPES[name]
+    rng = np.random.default_rng(9)
+    rows, cols = 3, 64
+    blocks = rng.integers(0, 256, (rows, cols // 32, t.type_size), dtype=np.uint8)
+    # finite float16 d (and m): random exponent bits below the inf/NaN range
+    for off in (0, 2) if name == "q4_1" else (0,):
+        blocks[..., off:off + 2] = rng.uniform(-2, 2, (rows, cols // 32, 1)).astype(np.float16).view(np.uint8)
+    blocks = blocks.reshape(rows, -1)
+    codes, scales, zeros = qg.blocks_to_parts(blocks, name, (rows, cols))
+    q = quantcore.QuantizedTensor(name, (rows, cols), 32, name != "q4_1", codes, scales, zeros)
+    np.testing.assert_array_equal(qg.blocks_from_quantized(q), blocks)
+    np.testing.assert_array_equal(q.dequantize(), gguf_dequantize(blocks, name, (rows, cols)))
+
+
+@pytest.mark.parametrize("name", ["q4_0", "q4_1", "q8_0"])
+def test_gguf_scheme_save_load_is_exact(tmp_path, name):
+    w = heavy_tailed((4, 96), seed=2)
+    q = quantcore.quantize(w, name)
+    q.save(tmp_path / "w.safetensors")
+    back = quantcore.load(tmp_path / "w.safetensors")
+    np.testing.assert_array_equal(qg.blocks_from_quantized(back), qg.blocks_from_quantized(q))
+
+
+def test_gguf_scheme_errors():
+    w = np.ones((2, 64), np.float32)
+    with pytest.raises(ValueError, match=r"scheme 'q4_0' uses blocks of 32 \(got group_size=64\)"):
+        quantcore.quantize(w, "q4_0", group_size=64)
+    with pytest.raises(ValueError, match=r"scheme 'q8_0' stores float16 scales \(got scale_dtype=float32\)"):
+        quantcore.quantize(w, "q8_0", scale_dtype=np.float32)
+    with pytest.raises(ValueError, match="group_size must divide in_features"):
+        quantcore.quantize(np.ones((2, 48), np.float32), "q4_1")
+    with pytest.raises(ValueError, match=r"blocks_from_quantized: q.scheme must be one of \['q4_0', 'q4_1', 'q8_0'\]"):
+        qg.blocks_from_quantized(quantcore.quantize(w, "int4", group_size=32))
+    with pytest.raises(TypeError, match="blocks_from_quantized: q must be a QuantizedTensor"):
+        qg.blocks_from_quantized(w)
+    q = quantcore.quantize(w, "q4_1")
+    with pytest.raises(ValueError, match="always asymmetric"):
+        quantcore.QuantizedTensor("q4_1", q.shape, 32, True, q.codes, q.scales, q.zeros)

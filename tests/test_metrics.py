@@ -4,6 +4,7 @@ import scipy.spatial
 import scipy.special
 import scipy.stats
 
+import quantcore
 from quantcore import metrics
 
 
@@ -91,3 +92,53 @@ def test_weight_stats_finds_planted_outliers():
         metrics.weight_stats(np.array([[np.nan]]))
     with pytest.raises(ValueError, match="1-D or 2-D"):
         metrics.weight_stats(np.zeros((2, 2, 2)))
+
+
+def test_memory_footprint_reproduces_the_lesson_table():
+    # 70B at FP16 is 140 GB; at INT4 35 GB before scale overhead (the lesson's arithmetic)
+    assert metrics.memory_footprint(70e9, "fp16").gigabytes == pytest.approx(140.0)
+    assert metrics.memory_footprint(70e9, "int4", 0).gigabytes == pytest.approx(35.0)
+    assert metrics.memory_footprint(7e9, "fp32").gigabytes == pytest.approx(28.0)
+    # group 128 with float16 scale and uint8 zero point: 4 + 24/128 bits per weight
+    f = metrics.memory_footprint(70e9, "int4", 128)
+    assert f.bits_per_weight == pytest.approx(4.1875)
+    assert f.nbytes == int(np.ceil(70e9 * 4.1875 / 8))
+    assert metrics.memory_footprint(405e9, "int4", 128, symmetric=True).bits_per_weight == pytest.approx(4.125)
+    assert metrics.memory_footprint(13e9, "q4_0").bits_per_weight == pytest.approx(4.5)
+    assert metrics.memory_footprint(13e9, "q8_0").bits_per_weight == pytest.approx(8.5)
+
+
+@pytest.mark.parametrize("scheme, group_size, symmetric", [("int4", 128, False), ("int3", 64, True), ("nf4", 64, True),
+                                                           ("q4_1", 32, False), ("fp8_e4m3fn", 128, True), ("int8", 32, False)])
+def test_memory_footprint_matches_real_tensors(scheme, group_size, symmetric):
+    w = np.random.default_rng(0).standard_normal((64, 512)).astype(np.float32)
+    q = quantcore.quantize(w, scheme, group_size=group_size, symmetric=symmetric)
+    f = metrics.memory_footprint(w.size, scheme, group_size, symmetric=symmetric)
+    assert f.bits_per_weight == pytest.approx(q.bits_per_weight)
+    assert f.nbytes == q.nbytes
+
+
+def test_memory_footprint_errors():
+    with pytest.raises(ValueError, match="n_params must be a non-negative"):
+        metrics.memory_footprint(-1, "int4")
+    with pytest.raises(ValueError, match="scheme must be one of"):
+        metrics.memory_footprint(10, "int5")
+    with pytest.raises(ValueError, match="uses blocks of 32"):
+        metrics.memory_footprint(10, "q4_0", 128)
+
+
+def test_bit_width_sweep_shows_the_cliff():
+    w = np.random.default_rng(3).standard_normal((128, 512)).astype(np.float32)
+    rows = metrics.bit_width_sweep(w, bits=(2, 3, 4, 8), group_size=128)
+    assert [r.bits for r in rows] == [2, 3, 4, 8]
+    snr = [r.snr_db for r in rows]
+    assert snr == sorted(snr)  # more bits, less error
+    assert snr[3] - snr[2] > 20  # int8 is about 6 dB per bit better than int4
+    assert snr[0] < 10  # int2 loses most of the signal
+    for r in rows:
+        q = quantcore.quantize(w, f"int{r.bits}", group_size=128)
+        assert r.bits_per_weight == pytest.approx(q.bits_per_weight)
+        assert r.mse == pytest.approx(metrics.error(w, q.dequantize()).mse)
+        assert r.compression_vs_fp16 == pytest.approx(16 / q.bits_per_weight)
+    with pytest.raises(ValueError, match=r"bits must be from \(2, 3, 4, 8\)"):
+        metrics.bit_width_sweep(w, bits=(5,))

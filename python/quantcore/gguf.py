@@ -492,3 +492,76 @@ _NUMPY_DEQUANTIZERS = {
     "iq1_s": _dequantize_iq1_s,
     "iq1_m": _dequantize_iq1_m,
 }
+
+
+# ---------------------------------------------------------------- QuantizedTensor <-> blocks
+# q4_0, q4_1 and q8_0 are also quantcore.quantize schemes. QuantizedTensor keeps their codes in
+# its own packed layout (code i of a row at bits [4i, 4i + 4), resp. byte i), d as float16
+# scales and q4_1's m as float16 zeros; these two functions convert from and to the blocks.
+_PART_TYPES = ("q4_0", "q4_1", "q8_0")
+
+
+def _part_type(type: object, fn: str, arg: str = "type") -> BlockType:
+    name = type if isinstance(type, str) else _block_type(type, fn).name
+    if name not in _PART_TYPES:
+        raise ValueError(f"{fn}: {arg} must be one of {list(_PART_TYPES)} (got {name!r})")
+    return TYPES[name]
+
+
+def blocks_to_parts(blocks: np.ndarray, type: object, shape: tuple) -> tuple:
+    """Split q4_0 / q4_1 / q8_0 blocks of a [rows, cols] tensor into QuantizedTensor's parts.
+
+    Returns:
+        (codes, scales, zeros): codes uint8 [rows, cols * bits / 8] in quantcore.pack's order
+        (q8_0 codes offset-binary: q + 128), scales float16 [rows, cols / 32] (d), zeros float16
+        [rows, cols / 32] (m) for q4_1, else None.
+    """
+    t = _part_type(type, "blocks_to_parts")
+    rows, cols = shape
+    raw = _as_bytes(blocks, t).reshape(rows, cols // 32, t.type_size)
+    d = np.ascontiguousarray(raw[..., 0:2]).view(np.float16)[..., 0]
+    zeros = None
+    if t.name == "q8_0":
+        codes = (raw[..., 2:] ^ np.uint8(0x80)).reshape(rows, cols)  # int8 q -> q + 128
+        return np.ascontiguousarray(codes), d, None
+    if t.name == "q4_1":
+        zeros = np.ascontiguousarray(raw[..., 2:4]).view(np.float16)[..., 0]
+    qs = raw[..., t.type_size - 16:]
+    # a block holds value j in the low nibble of qs[j] and value j + 16 in the high nibble;
+    # our layout wants values 2k and 2k + 1 in the low and high nibble of one byte
+    values = np.concatenate([qs & np.uint8(15), qs >> 4], axis=-1)
+    codes = values[..., 0::2] | (values[..., 1::2] << 4)
+    return np.ascontiguousarray(codes.reshape(rows, cols // 2)), d, zeros
+
+
+def blocks_from_quantized(q) -> np.ndarray:
+    """llama.cpp's block bytes of a QuantizedTensor with scheme q4_0, q4_1 or q8_0.
+
+    Returns:
+        uint8 [rows, cols / 32 * block bytes] (1-D for a 1-D tensor), bit-exact with what
+        quantize_blocks gives for the original weight.
+
+    Raises:
+        TypeError: q is not a QuantizedTensor. ValueError: its scheme is not a GGUF block format.
+    """
+    from quantcore.quantize import QuantizedTensor
+
+    if not isinstance(q, QuantizedTensor):
+        raise TypeError(f"blocks_from_quantized: q must be a QuantizedTensor (got {type(q).__name__})")
+    t = _part_type(q.scheme, "blocks_from_quantized", "q.scheme")
+    cols = q.shape[-1]
+    rows = q.codes.shape[0]
+    nb = cols // 32
+    out = np.empty((rows, nb, t.type_size), np.uint8)
+    out[..., 0:2] = q.scales.reshape(rows, nb, 1).view(np.uint8)
+    if t.name == "q8_0":
+        out[..., 2:] = q.codes.reshape(rows, nb, 32) ^ np.uint8(0x80)
+    else:
+        if t.name == "q4_1":
+            out[..., 2:4] = q.zeros.reshape(rows, nb, 1).view(np.uint8)
+        packed = q.codes.reshape(rows, nb, 16)
+        values = np.empty((rows, nb, 32), np.uint8)
+        values[..., 0::2] = packed & np.uint8(15)
+        values[..., 1::2] = packed >> 4
+        out[..., t.type_size - 16:] = values[..., :16] | (values[..., 16:] << 4)
+    return out.reshape(q.shape[:-1] + (nb * t.type_size,))

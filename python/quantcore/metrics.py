@@ -127,7 +127,7 @@ class Footprint:
 
     n_params: int
     scheme: str
-    group_size: int
+    group_size: int | None
     bits_per_weight: float
     nbytes: int
 
@@ -137,15 +137,16 @@ class Footprint:
         return self.nbytes / 1e9
 
 
-def memory_footprint(n_params: int, scheme: str = "int4", group_size: int = 128, *, symmetric: bool = False,
+def memory_footprint(n_params: int, scheme: str = "int4", group_size: int | None = None, *, symmetric: bool = False,
                      scale_dtype: object = np.float16) -> Footprint:
     """Bytes needed for `n_params` weights in `scheme`, scale and zero-point overhead included.
 
     Args:
         n_params: number of weights, e.g. 70e9 (floats are rounded to int).
         scheme: "fp32", "fp16", "bf16", or any quantcore.quantize scheme.
-        group_size: weights per scale (ignored by float formats and block formats with a
-            fixed block); 0 or -1 mean one scale per tensor/row, counted as no overhead.
+        group_size: weights per scale (ignored by the float formats); None: the scheme's
+            default (128; 32 for q4_0/q4_1/q8_0); 0 or -1 mean one scale per tensor / row,
+            counted as no overhead.
         symmetric, scale_dtype: as for quantcore.quantize.
 
     Example:

@@ -14,6 +14,12 @@ Schemes (b = bits):
         symmetric=False: the range [min(x), max(x)] is widened to hold 0 (so 0 is exact),
                          scale = (hi - lo) / (2^b - 1), zero = clamp(rint(-lo / scale), 0, 2^b - 1),
                          code = clamp(rint(x / scale) + zero, 0, 2^b - 1). x ~= (code - zero) * scale.
+    "q4_0", "q4_1", "q8_0"
+                 llama.cpp's GGUF block formats (blocks of 32, float16 d), quantized with
+                 llama.cpp's own rounding through quantcore.gguf and bit-exact with it:
+                 q4_0 x = (code - 8) * d, q8_0 x = (code - 128) * d (codes stored offset-binary),
+                 q4_1 x = code * d + m with the float16 minimum m kept in `zeros`.
+                 quantcore.gguf.blocks_from_quantized() gives back llama.cpp's block bytes.
     "nf4"        the NF4 code book of bitsandbytes (QLoRA), scale = absmax, code = index of the
                  nearest entry to x / scale (a tie goes to the lower entry, as in bitsandbytes).
                  x ~= nf4[code] * scale. Always absmax: `symmetric` is ignored (reported True).
@@ -53,6 +59,7 @@ import numpy as np
 
 from quantcore import _core, fp8
 from quantcore._checks import as_array, check_out
+from quantcore.pack import unpack_bits
 
 _F32 = np.dtype(np.float32)
 _F16 = np.dtype(np.float16)
@@ -93,10 +100,12 @@ class _IntScheme:
 
     bits: int
     nf4: bool = False
+    fixed_group_size = None
+    scale_dtypes = None
 
     @property
-    def absmax_only(self) -> bool:
-        return self.nf4
+    def fixed_symmetric(self) -> bool | None:
+        return True if self.nf4 else None
 
     def zeros_dtype(self, symmetric: bool) -> np.dtype | None:
         return None if (self.nf4 or symmetric) else np.dtype(np.uint8)
@@ -128,7 +137,9 @@ class _Fp8Scheme:
 
     fmt: str
     bits: int = 8
-    absmax_only: bool = True
+    fixed_symmetric: bool | None = True
+    fixed_group_size = None
+    scale_dtypes = None
 
     def zeros_dtype(self, symmetric: bool) -> np.dtype | None:
         return None
@@ -163,6 +174,38 @@ class _Fp8Scheme:
         grouped *= q.scales.astype(np.float32)[..., None]
 
 
+@dataclass(frozen=True)
+class _GgufScheme:
+    """llama.cpp's q4_0, q4_1 and q8_0 blocks (32 values, float16 d), held in QuantizedTensor's
+    layout: q4_0 / q8_0 are symmetric with offset-binary codes (x = (code - 8) * d, resp.
+    (code - 128) * d, code 0 included), q4_1 keeps its float16 minimum m in `zeros`
+    (x = code * d + m). quantcore.gguf converts to and from the exact block bytes."""
+
+    type: str
+    bits: int
+    fixed_symmetric: bool
+    fixed_group_size = 32
+    scale_dtypes = (_F16,)
+
+    def zeros_dtype(self, symmetric: bool) -> np.dtype | None:
+        return _F16 if self.type == "q4_1" else None
+
+    def quantize(self, w: np.ndarray, group_size: int, symmetric: bool, scale_dtype: np.dtype):
+        from quantcore import gguf
+
+        return gguf.blocks_to_parts(gguf.quantize_blocks(w, self.type), self.type, w.shape)
+
+    def dequantize(self, q: "QuantizedTensor", out: np.ndarray) -> None:
+        if self.type == "q4_1":  # float32 code * d, then + m: gguf's two roundings, in its order
+            rows, cols = out.shape
+            codes = unpack_bits(q.codes.reshape(-1), self.bits, rows * cols).reshape(rows, -1, 32)
+            grouped = out.reshape(rows, -1, 32)
+            np.multiply(codes, q.scales.astype(np.float32)[..., None], out=grouped, dtype=np.float32)
+            grouped += q.zeros.astype(np.float32)[..., None]
+            return
+        _core.intq_dequantize(q.codes, _KIND_SYMMETRIC, self.bits, 32, _SCALE_TYPE_CODE[_F16], q.scales, None, out)
+
+
 def _by_group(a: np.ndarray, scales: np.ndarray) -> np.ndarray:
     """A view of a [rows, cols] as [rows, n_groups, group] for scales [rows, n_groups] or [1, 1]."""
     return a.reshape(a.shape[0], scales.shape[1], -1)
@@ -174,8 +217,10 @@ def _divide_by_groups(w: np.ndarray, scales: np.ndarray) -> np.ndarray:
 
 
 # The schemes quantize() knows. Adding one means adding an entry with `bits` (per code),
-# `absmax_only` (True: `symmetric` is ignored and reported True), `zeros_dtype(symmetric)` (the
-# dtype of the zero points, None without them), `quantize(w, group_size, symmetric,
+# `fixed_symmetric` (None: the caller chooses; True / False: the scheme is always that, and
+# `symmetric` is ignored), `fixed_group_size` (None, or the only group size the scheme has),
+# `scale_dtypes` (None: any of float16/float32/bfloat16, else the allowed tuple),
+# `zeros_dtype(symmetric)` (the dtype of the zero points, None without them), `quantize(w, group_size, symmetric,
 # scale_dtype) -> (codes, scales, zeros)` for float32 w [rows, cols] and a validated group_size,
 # and `dequantize(q, out)` writing float32 out [rows, cols].
 _SCHEMES: dict[str, object] = {
@@ -186,8 +231,41 @@ _SCHEMES: dict[str, object] = {
     "nf4": _IntScheme(4, nf4=True),
     "fp8_e4m3fn": _Fp8Scheme("e4m3fn"),
     "fp8_e5m2": _Fp8Scheme("e5m2"),
+    "q4_0": _GgufScheme("q4_0", 4, True),
+    "q4_1": _GgufScheme("q4_1", 4, False),
+    "q8_0": _GgufScheme("q8_0", 8, True),
 }
 SCHEMES = tuple(_SCHEMES)
+
+
+def scheme_bits_per_weight(scheme: str, group_size: int | None = None, *, symmetric: bool = False,
+                           scale_dtype: object = np.float16) -> float:
+    """Storage bits per weight of a scheme: code bits + (scale + zero point bits) / group_size.
+
+    The same accounting as QuantizedTensor.bits_per_weight, without a tensor. group_size 0 or -1
+    (one scale per tensor / per row) counts no overhead: it depends on the shape and vanishes for
+    large tensors. group_size None means the scheme's default (128; 32 for q4_0/q4_1/q8_0).
+
+    Example:
+        >>> scheme_bits_per_weight("int4", 128)                  # 4 + (16 + 8) / 128
+        4.1875
+    """
+    name = _check_scheme(scheme, "scheme_bits_per_weight")
+    impl = _SCHEMES[name]
+    if group_size is None:
+        group_size = 128 if impl.fixed_group_size is None else impl.fixed_group_size
+    if isinstance(group_size, bool) or not isinstance(group_size, (int, np.integer)) or group_size < -1:
+        raise ValueError(f"scheme_bits_per_weight: group_size must be a positive int, -1 or 0 (got {group_size!r})")
+    if impl.fixed_group_size is not None and group_size != impl.fixed_group_size:
+        raise ValueError(f"scheme_bits_per_weight: scheme {name!r} uses blocks of {impl.fixed_group_size} "
+                         f"(got group_size={group_size})")
+    dtype = _check_scale_dtype(scale_dtype, "scheme_bits_per_weight")
+    sym = bool(symmetric) if impl.fixed_symmetric is None else impl.fixed_symmetric
+    if group_size <= 0:
+        return float(impl.bits)
+    zeros = impl.zeros_dtype(sym)
+    overhead = 8 * dtype.itemsize + (0 if zeros is None else 8 * zeros.itemsize)
+    return impl.bits + overhead / group_size
 
 
 def _check_scheme(scheme: object, fn: str) -> str:
@@ -235,7 +313,7 @@ class QuantizedTensor:
             fp8 codes are the FP8 bytes.
         scales: [out_features, n_groups] (n_groups = in_features // group_size, 1 for -1), or
             [1, 1] for group_size 0; dtype float16, float32 or bfloat16.
-        zeros: uint8 like scales for asymmetric integer schemes, else None.
+        zeros: uint8 like scales for asymmetric integer schemes, float16 m for q4_1, else None.
     """
 
     scheme: str
@@ -371,8 +449,13 @@ def _validate(q: QuantizedTensor, fn: str, values: bool = False) -> None:
     group_size = _check_group_size(q.group_size, cols, fn)
     if not isinstance(q.symmetric, (bool, np.bool_)):
         raise TypeError(f"{fn}: symmetric must be a bool (got {type(q.symmetric).__name__})")
-    if scheme.absmax_only and not q.symmetric:
-        raise ValueError(f"{fn}: scheme {q.scheme!r} is always symmetric (got symmetric=False)")
+    fixed = scheme.fixed_symmetric
+    if fixed is not None and bool(q.symmetric) != fixed:
+        raise ValueError(f"{fn}: scheme {q.scheme!r} is always {'symmetric' if fixed else 'asymmetric'} "
+                         f"(got symmetric={q.symmetric})")
+    if scheme.fixed_group_size is not None and group_size != scheme.fixed_group_size:
+        raise ValueError(f"{fn}: scheme {q.scheme!r} uses blocks of {scheme.fixed_group_size} "
+                         f"(got group_size={group_size})")
     row_bytes = (cols * scheme.bits + 7) // 8
     for name, arr in (("codes", q.codes), ("scales", q.scales)):
         if not isinstance(arr, np.ndarray):
@@ -396,8 +479,12 @@ def _validate(q: QuantizedTensor, fn: str, values: bool = False) -> None:
             raise ValueError(f"{fn}: codes, scales and zeros must be C-contiguous")
     if values:
         scales32 = q.scales.astype(np.float32)
-        if not (np.isfinite(scales32).all() and (scales32 > 0).all()):
-            raise ValueError(f"{fn}: scales must be positive and finite")
+        # llama.cpp's d is signed (q4_0: max / -8) and 0 for an all-zero block
+        signed = isinstance(scheme, _GgufScheme)
+        if not (np.isfinite(scales32).all() and (signed or (scales32 > 0).all())):
+            raise ValueError(f"{fn}: scales must be {'' if signed else 'positive and '}finite")
+        if zeros_dtype is not None and zeros_dtype.kind == "f" and not np.isfinite(q.zeros.astype(np.float32)).all():
+            raise ValueError(f"{fn}: zeros must be finite")
         if zeros_dtype == np.uint8 and q.zeros.max() > (1 << scheme.bits) - 1:
             raise ValueError(f"{fn}: zeros must be in 0..{(1 << scheme.bits) - 1} (got {q.zeros.max()})")
 
@@ -406,7 +493,7 @@ def quantize(
     w: np.ndarray,
     scheme: str,
     *,
-    group_size: int = 128,
+    group_size: int | None = None,
     symmetric: bool = False,
     scale_dtype: object = np.float16,
 ) -> QuantizedTensor:
@@ -415,9 +502,11 @@ def quantize(
     Args:
         w: float32, float16 or ml_dtypes.bfloat16 array [out_features, in_features]; a 1-D array
             is one row. Any strides. Computed in float32 (float16 / bfloat16 convert exactly).
-        scheme: "int8", "int4", "int3", "int2", "nf4", "fp8_e4m3fn" or "fp8_e5m2".
+        scheme: "int8", "int4", "int3", "int2", "nf4", "fp8_e4m3fn", "fp8_e5m2", or the GGUF
+            block formats "q4_0", "q4_1", "q8_0" (llama.cpp's rounding, bit-exact).
         group_size: a positive divisor of in_features, -1 for one group per row (per output
-            channel) or 0 for one group over the whole tensor.
+            channel) or 0 for one group over the whole tensor. Default 128; the GGUF block
+            formats q4_0, q4_1 and q8_0 have blocks of 32 and accept only 32 (their default).
         symmetric: integer schemes only: signed codes and a scale per group (True) or unsigned
             codes with a scale and a zero point (False). nf4 and fp8 are always absmax-scaled.
         scale_dtype: np.float16, np.float32 or ml_dtypes.bfloat16, the stored scale type.
@@ -446,12 +535,19 @@ def quantize(
         raise ValueError(f"quantize: w must not be empty (got shape {a.shape})")
     shape = tuple(int(d) for d in a.shape)
     w2 = np.ascontiguousarray(a.reshape(1, -1) if a.ndim == 1 else a, dtype=np.float32)
+    impl = _SCHEMES[name]
+    if group_size is None:
+        group_size = 128 if impl.fixed_group_size is None else impl.fixed_group_size
     g = _check_group_size(group_size, w2.shape[1], "quantize")
+    if impl.fixed_group_size is not None and g != impl.fixed_group_size:
+        raise ValueError(f"quantize: scheme {name!r} uses blocks of {impl.fixed_group_size} (got group_size={g})")
     if not isinstance(symmetric, (bool, np.bool_)):
         raise TypeError(f"quantize: symmetric must be a bool (got {type(symmetric).__name__})")
     dtype = _check_scale_dtype(scale_dtype, "quantize")
-    impl = _SCHEMES[name]
-    symmetric = True if impl.absmax_only else bool(symmetric)
+    if impl.scale_dtypes is not None and dtype not in impl.scale_dtypes:
+        raise ValueError(f"quantize: scheme {name!r} stores {' or '.join(d.name for d in impl.scale_dtypes)} "
+                         f"scales (got scale_dtype={dtype.name})")
+    symmetric = bool(symmetric) if impl.fixed_symmetric is None else impl.fixed_symmetric
     codes, scales, zeros = impl.quantize(w2, g, symmetric, dtype)
     return QuantizedTensor(name, shape, g, symmetric, codes, scales, zeros)
 
