@@ -2,8 +2,9 @@
 
 Run: python -m pytest bench/bench_fp8.py --benchmark-only
 Outputs are preallocated (out=) for the encode/decode conversions, as for the baselines, so no
-page faults are timed; quantize() returns fresh arrays by design and its copy reference is a
-copy into a preallocated array, which makes the bandwidth share a lower bound.
+page faults are timed. quantize() returns fresh arrays by default: its first group compares it
+with a copy into a fresh array (both pay page faults); the second times quantize(out=...) into
+the arrays of an earlier result against a copy into a preallocated array.
 """
 
 import ml_dtypes
@@ -135,6 +136,24 @@ def test_quantize(benchmark, weight, granularity):
 
 
 @pytest.mark.benchmark(group="fp8-quantize-4096x11008")
+def test_copy_weight_fresh(benchmark, weight):
+    """quantize() returns fresh arrays, so its copy reference is a copy into a fresh array
+    (np.copy): both pay the page faults of new memory. See the preallocated copies for the
+    bandwidth of memory alone."""
+    benchmark.pedantic(np.copy, args=(weight,), rounds=7, warmup_rounds=1)
+    benchmark.extra_info.update(bytes=8 * weight.size, role="copy")
+
+
+@pytest.mark.benchmark(group="fp8-quantize-4096x11008-vs-preallocated-copy")
+@pytest.mark.parametrize("granularity", ["row", 128], ids=str)
+def test_quantize_into_out(benchmark, weight, granularity):
+    out = fp8.quantize(weight, granularity=granularity)
+    benchmark.pedantic(fp8.quantize, args=(weight,), kwargs=dict(granularity=granularity, out=out), rounds=7, warmup_rounds=1)
+    benchmark.extra_info.update(bytes=5 * weight.size, elements=weight.size)
+    np.testing.assert_array_equal(out.codes.view(np.uint8), fp8.quantize(weight, granularity=granularity).codes.view(np.uint8))
+
+
+@pytest.mark.benchmark(group="fp8-quantize-4096x11008-vs-preallocated-copy")
 @pytest.mark.parametrize("threads", [1, 2])
 def test_copy_weight(benchmark, weight, copy_pool, threads):
     out = np.empty_like(weight)

@@ -396,3 +396,27 @@ def test_quantize_errors():
         fp8.quantize(np.ones((2, 2), np.int32))
     with pytest.raises(ValueError, match="fmt must be one of"):
         fp8.quantize(x, "fp8")
+
+
+@pytest.mark.parametrize("granularity", ["tensor", "row", 32, (2, 32)], ids=str)
+def test_quantize_into_out_reuses_memory(granularity):
+    rng = np.random.default_rng(5)
+    a, b = (rng.standard_normal((4, 64)).astype(np.float32) * k for k in (1.0, 30.0))
+    q = fp8.quantize(a, granularity=granularity)
+    codes, scales = q.codes, q.scales
+    again = fp8.quantize(b, granularity=granularity, out=q)
+    assert again is q and q.codes is codes and q.scales is scales
+    fresh = fp8.quantize(b, granularity=granularity)
+    np.testing.assert_array_equal(q.codes.view(np.uint8), fresh.codes.view(np.uint8))
+    np.testing.assert_array_equal(q.scales, fresh.scales)
+
+
+def test_quantize_out_errors():
+    x = np.ones((4, 64), np.float32)
+    q = fp8.quantize(x, granularity="row")
+    with pytest.raises(ValueError, match="out must match fmt, granularity and shape"):
+        fp8.quantize(x, granularity=32, out=q)
+    with pytest.raises(ValueError, match="out must match"):
+        fp8.quantize(x, "e5m2", granularity="row", out=q)
+    with pytest.raises(TypeError, match="out must be an Fp8Tensor"):
+        fp8.quantize(x, granularity="row", out=np.empty((4, 64)))

@@ -224,7 +224,8 @@ def _block_shape(granularity: Granularity, shape: tuple, fn: str) -> tuple[int, 
     raise ValueError(f"{fn}: granularity must be 'tensor', 'row', an int or a (bh, bw) tuple (got {granularity!r})")
 
 
-def quantize(x: np.ndarray, fmt: str = "e4m3fn", *, granularity: Granularity = "tensor") -> Fp8Tensor:
+def quantize(x: np.ndarray, fmt: str = "e4m3fn", *, granularity: Granularity = "tensor",
+             out: Fp8Tensor | None = None) -> Fp8Tensor:
     """Scaled FP8 quantization as deployed: scale = amax / max_finite per unit.
 
     codes = encode(x / scale, saturate=True), computed in float32; an all-zero unit gets
@@ -252,9 +253,13 @@ def quantize(x: np.ndarray, fmt: str = "e4m3fn", *, granularity: Granularity = "
     shape = src.shape
     block = _block_shape(granularity, shape, "quantize")
     x32 = np.ascontiguousarray(src, dtype=np.float32)
-    codes = np.empty(shape, _DTYPES[name])
+    if out is not None:
+        _check_quantize_out(out, name, granularity, shape)
+    codes = out.codes if out is not None else np.empty(shape, _DTYPES[name])
     flat = x32.reshape(-1)
     if x32.size == 0:
+        if out is not None:
+            return out
         scales = np.ones(() if block is None else (0,), np.float32)
         return Fp8Tensor(codes, scales, name, granularity, shape)
     if block is None:
@@ -265,15 +270,34 @@ def quantize(x: np.ndarray, fmt: str = "e4m3fn", *, granularity: Granularity = "
         if not (scale > 0 and np.isfinite(scale)):
             scale = np.float32(1)
         _core.fp8_encode_scaled_f32(flat, codes.reshape(-1).view(np.uint8), float(scale), _CODES[name])
+        if out is not None:
+            out.scales[...] = scale
+            return out
         return Fp8Tensor(codes, np.array(scale, np.float32), name, granularity, shape)
     cols = shape[-1]
     rows = x32.size // cols
     bh, bw = block
-    scales = np.empty((rows // bh, cols // bw), np.float32)
+    scales = out.scales.reshape(rows // bh, cols // bw) if out is not None else np.empty((rows // bh, cols // bw), np.float32)
     _core.fp8_quantize_blocks(x32.reshape(rows, cols), bh, bw, _CODES[name], codes.reshape(-1).view(np.uint8), scales)
+    if out is not None:
+        return out
     if granularity == "row":
         scales = scales.reshape(rows)
     return Fp8Tensor(codes, scales, name, granularity, shape)
+
+
+def _check_quantize_out(out: object, fmt: str, granularity: Granularity, shape: tuple) -> None:
+    if not isinstance(out, Fp8Tensor):
+        raise TypeError(f"quantize: out must be an Fp8Tensor (got {type(out).__name__})")
+    if (out.fmt, out.granularity, out.shape) != (fmt, granularity, shape):
+        raise ValueError(
+            f"quantize: out must match fmt, granularity and shape (got out with {(out.fmt, out.granularity, out.shape)}, "
+            f"expected {(fmt, granularity, shape)})"
+        )
+    for name in ("codes", "scales"):
+        a = getattr(out, name)
+        if not (isinstance(a, np.ndarray) and a.flags.c_contiguous and a.flags.writeable):
+            raise ValueError(f"quantize: out.{name} must be a writable C-contiguous array")
 
 
 def dequantize(q: Fp8Tensor) -> np.ndarray:
