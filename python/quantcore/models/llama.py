@@ -568,20 +568,25 @@ class LlamaModel:
         yield "output", self.output
 
     def weight_nbytes(self) -> int:
-        """Bytes of weight storage: linears (their own `nbytes`), embedding and norms; shared arrays once."""
+        """Bytes of weight storage: linears (their own `nbytes`), embedding and norms; storage
+        shared between layers (tied embeddings) is counted once."""
         seen: set[int] = set()
         total = 0
 
         def add(obj, nbytes):
             nonlocal total
-            if id(obj) not in seen:
-                seen.add(id(obj))
+            # a quantized layer's storage is its QuantizedTensor; a float one's its weight array
+            key = getattr(obj, "qt", None)
+            if key is None:
+                weight = getattr(obj, "weight", None)
+                key = weight if isinstance(weight, np.ndarray) else obj
+            if id(key) not in seen:
+                seen.add(id(key))
                 total += int(nbytes)
 
         add(self.token_embd, self.token_embd.nbytes)
         for _, lin in self.named_linears():
-            weight = getattr(lin, "weight", None)
-            add(weight if isinstance(weight, np.ndarray) else lin, lin.nbytes)
+            add(lin, lin.nbytes)
         for block in self.blocks:
             add(block.attn_norm.weight, block.attn_norm.weight.nbytes)
             add(block.ffn_norm.weight, block.ffn_norm.weight.nbytes)

@@ -69,6 +69,41 @@ class QuantizedLinear:
         return f"QuantizedLinear({self.qt!r})"
 
 
+class QuantizedEmbedding:
+    """Row lookups in a quantized [vocab_size, n_embd] matrix: only the rows asked for are
+    dequantized. With tied embeddings it shares its QuantizedTensor with the output layer.
+
+    Args:
+        qt: QuantizedTensor [vocab_size, n_embd] (group_size must not be 0: rows are cut out
+            together with their own scales).
+    """
+
+    def __init__(self, qt: QuantizedTensor):
+        if not isinstance(qt, QuantizedTensor) or len(qt.shape) != 2:
+            raise TypeError("QuantizedEmbedding: qt must be a 2-D QuantizedTensor")
+        if qt.group_size == 0:
+            raise ValueError("QuantizedEmbedding: qt must have per-row or per-group scales (got group_size=0)")
+        self.qt = qt
+
+    @property
+    def shape(self) -> tuple:
+        return self.qt.shape
+
+    @property
+    def nbytes(self) -> int:
+        return self.qt.nbytes
+
+    def __getitem__(self, tokens) -> np.ndarray:
+        """float32 [..., n_embd] embeddings of int token ids [...]."""
+        ids = np.asarray(tokens)
+        flat = ids.reshape(-1)
+        q = self.qt
+        rows = QuantizedTensor(q.scheme, (flat.size, q.shape[1]), q.group_size, q.symmetric,
+                               np.ascontiguousarray(q.codes[flat]), np.ascontiguousarray(q.scales[flat]),
+                               None if q.zeros is None else np.ascontiguousarray(q.zeros[flat]))
+        return rows.dequantize().reshape(ids.shape + (q.shape[1],))
+
+
 def _check_method(method: object, scheme: object) -> None:
     if method not in METHODS:
         raise ValueError(f"quantize_model: method must be one of {list(METHODS)} (got {method!r})")
@@ -78,16 +113,15 @@ def _check_method(method: object, scheme: object) -> None:
         raise ValueError(f"quantize_model: method 'fp8' needs scheme 'fp8_e4m3fn' or 'fp8_e5m2' (got {scheme!r})")
 
 
-def _quantize_embedding(model: LlamaModel, embedding_scheme: str | None) -> tuple[np.ndarray, object]:
+def _quantize_embedding(model: LlamaModel, embedding_scheme: str | None) -> tuple[object, object]:
     """The (input embedding, output linear) of the quantized model."""
     if embedding_scheme is None:
         return model.token_embd, model.output
-    out_w = model.output.weight if not model.config.tied_embeddings else model.token_embd
-    q_out = QuantizedLinear(quantize(out_w, embedding_scheme))
+    q_out = QuantizedLinear(quantize(model.output.weight, embedding_scheme))
     if model.config.tied_embeddings:
         # tied: the input embedding is the same quantized matrix, looked up row by row
-        return q_out.qt.dequantize(), q_out
-    return model.token_embd, q_out
+        return QuantizedEmbedding(q_out.qt), q_out
+    return QuantizedEmbedding(quantize(model.token_embd, embedding_scheme)), q_out
 
 
 def quantize_model(model: LlamaModel, method: str = "rtn", scheme: str = "int4", *, group_size: int | None = 64,
