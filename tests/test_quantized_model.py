@@ -1,0 +1,115 @@
+"""quantize_model, QuantizedLinear / QuantizedEmbedding, the demo's evaluation and report, on a
+tiny random llama (written as GGUF by tests/test_models.py's helper) and on SmolLM2."""
+
+import numpy as np
+import pytest
+
+import quantcore
+from quantcore import models
+from quantcore.models.demo import Config, FloatReference, format_table, layer_output_errors, run_demo
+from quantcore.models.quantized import QuantizedEmbedding, QuantizedLinear, quantize_model
+from test_models import CASES, write_tiny_llama
+
+
+@pytest.fixture(scope="module")
+def tiny_path(tmp_path_factory):
+    cfg, tied, types = CASES["tied-f32"]
+    path = tmp_path_factory.mktemp("tiny") / "tiny.gguf"
+    write_tiny_llama(path, cfg, seed=0, tied=tied, types=types)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_path):
+    return models.LlamaModel.from_gguf(tiny_path)
+
+
+def test_rtn_model_uses_quantized_tensors_equal_to_quantize(tiny):
+    q = quantize_model(tiny, "rtn", "int4", group_size=16, progress=False)
+    for (name, lin), (_, flin) in zip(q.named_linears(), tiny.named_linears()):
+        assert isinstance(lin, QuantizedLinear), name
+        expected = quantcore.quantize(flin.weight, "q8_0" if name == "output" else "int4",
+                                      group_size=32 if name == "output" else 16)
+        np.testing.assert_array_equal(lin.qt.codes, expected.codes)
+        np.testing.assert_array_equal(lin.qt.scales, expected.scales)
+    assert isinstance(q.token_embd, QuantizedEmbedding) and q.token_embd.qt is q.output.qt  # tied
+    # the float model is untouched
+    assert all(type(lin).__name__ == "Linear" for _, lin in tiny.named_linears())
+
+
+def test_quantized_forward_equals_float_forward_with_dequantized_weights(tiny):
+    q = quantize_model(tiny, "rtn", "int8", group_size=-1, embedding_scheme=None, progress=False)
+    ids = np.arange(1, 40)
+    # the same model with the dequantized weights as float Linears
+    deq = quantize_model(tiny, "rtn", "int8", group_size=-1, embedding_scheme=None, progress=False)
+    for block in deq.blocks:
+        for name in models.LINEAR_NAMES:
+            block.linears[name] = models.Linear(block.linears[name].qt.dequantize())
+    np.testing.assert_allclose(q.forward(ids), deq.forward(ids), rtol=1e-5, atol=1e-5)
+    # and int8 is close to the float model
+    ref = tiny.forward(ids)
+    assert np.abs(q.forward(ids) - ref).max() < 0.05 * np.abs(ref).max()
+
+
+def test_quantized_embedding_looks_up_dequantized_rows(tiny):
+    qt = quantcore.quantize(tiny.token_embd, "int4", group_size=32)
+    emb = QuantizedEmbedding(qt)
+    ids = np.array([[3, 3, 7], [0, 200, 5]])
+    np.testing.assert_array_equal(emb[ids], qt.dequantize()[ids])
+    assert emb.shape == tiny.token_embd.shape and emb.nbytes == qt.nbytes
+    with pytest.raises(ValueError, match="group_size=0"):
+        QuantizedEmbedding(quantcore.quantize(tiny.token_embd, "int4", group_size=0))
+
+
+def test_weight_memory_counts_tied_quantized_storage_once(tiny):
+    q = quantize_model(tiny, "rtn", "int4", group_size=16, progress=False)
+    linears = sum(lin.nbytes for b in q.blocks for lin in b.linears.values())
+    norms = sum(b.attn_norm.weight.nbytes + b.ffn_norm.weight.nbytes for b in q.blocks) + q.output_norm.weight.nbytes
+    assert q.weight_nbytes() == linears + q.output.nbytes + norms
+
+
+def test_fp8_method_and_errors(tiny):
+    q = quantize_model(tiny, "fp8", "fp8_e4m3fn", group_size=-1, progress=False)
+    assert q.blocks[0].linears["q"].qt.scheme == "fp8_e4m3fn"
+    with pytest.raises(ValueError, match="method must be one of"):
+        quantize_model(tiny, "magic", "int4")
+    with pytest.raises(ValueError, match="method 'fp8' needs scheme"):
+        quantize_model(tiny, "fp8", "int4")
+    with pytest.raises(ValueError, match="scheme must be one of"):
+        quantize_model(tiny, "rtn", "int5")
+    with pytest.raises(ValueError, match="quantize the float model"):
+        quantize_model(q, "rtn", "int4", group_size=16, progress=False)
+
+
+def test_float_reference_compare_matches_evaluate(tiny):
+    windows = np.random.default_rng(0).integers(0, tiny.config.vocab_size, (2, 24))
+    ref = FloatReference(tiny, windows, progress=False)
+    assert ref.perplexity == pytest.approx(models.perplexity(tiny, windows, progress=False).perplexity, rel=1e-5)
+    q = quantize_model(tiny, "rtn", "int3", group_size=16, progress=False)
+    ppl, kl, top1 = ref.compare(q, progress=False)
+    assert ppl == pytest.approx(models.perplexity(q, windows, progress=False).perplexity, rel=1e-5)
+    expected = models.kl_divergence(tiny, q, windows, progress=False)
+    assert kl == pytest.approx(expected.kl, rel=1e-3)
+    assert top1 == pytest.approx(expected.top1_agreement)
+    assert ref.compare(tiny, progress=False)[1:] == (pytest.approx(0.0, abs=1e-6), 1.0)
+
+
+def test_layer_output_errors_grow_as_bits_shrink(tiny):
+    tokens = np.arange(1, 33)
+    e8 = layer_output_errors(tiny, quantize_model(tiny, "rtn", "int8", group_size=16, progress=False), tokens)
+    e3 = layer_output_errors(tiny, quantize_model(tiny, "rtn", "int3", group_size=16, progress=False), tokens)
+    assert set(e8) == {f"blk.{i}.{n}" for i in range(tiny.config.n_layer) for n in models.LINEAR_NAMES}
+    assert all(e8[k] < e3[k] for k in e8)
+
+
+def test_run_demo_on_a_tiny_model_writes_table_and_report(tiny_path, tmp_path):
+    lines = []
+    report = tmp_path / "report.html"
+    rows = run_demo(tiny_path, configs=(Config("rtn", "int4", 16), Config("rtn", "int8", -1)), n_windows=1,
+                    report_path=report, decode_tokens=2, progress=False, print_fn=lines.append)
+    assert [r.label for r in rows] == ["float32", "rtn int4 g16", "rtn int8"]
+    assert rows[2].kl < rows[1].kl and rows[1].bits_per_weight > 4
+    text = report.read_text()
+    assert text.count("data:image/png;base64,") == 3 and "rtn int4 g16" in text
+    assert "rtn int4 g16" in lines[0] and "perplexity over 1 windows" in lines[0]
+    assert format_table(rows, n_windows=1) == lines[0]
