@@ -320,7 +320,10 @@ def search_clip(
     """
     fn = "search_clip"
     x2 = _activations(x, fn)
-    (w,) = _weight_list([weight], x2.shape[1], fn)
+    w = _float_matrix(weight, fn, "weight")
+    if w.shape[1] != x2.shape[1]:
+        raise ValueError(f"{fn}: weight has in_features={w.shape[1]} but x has {x2.shape[1]} columns "
+                         f"(weight.shape={w.shape})")
     grid = _grid(scheme, group_size, symmetric, scale_dtype, x2.shape[1], fn)
     n_grid = _positive_int(n_grid, fn, "n_grid")
     n_sample_tokens = _positive_int(n_sample_tokens, fn, "n_sample_tokens")
