@@ -171,9 +171,10 @@ def test_forward_callback():
 # search_clip
 # ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("symmetric, tokens", [(False, 96), (True, 1100)])
+@pytest.mark.parametrize("symmetric, tokens", [(False, 96), (True, 1100), (False, 24)])
 def test_search_clip_matches_reference_and_reduces_error(symmetric, tokens):
-    # tokens=1100 samples every 2nd token (1100 // 512), as the reference's stride
+    # tokens=1100 samples every 2nd token (1100 // 512), as the reference's stride; 24 tokens, fewer
+    # than the group size, take the direct path (group outputs) instead of the per-group Gram matrices
     rng = np.random.default_rng(7 + tokens)
     x = salient_inputs(rng, tokens, 128)
     w = rng.standard_normal((48, 128)).astype(np.float32)

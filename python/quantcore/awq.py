@@ -168,19 +168,25 @@ def _scale_vector(s: object, in_features: int, fn: str) -> np.ndarray:
 # The search
 # ---------------------------------------------------------------------------------------
 
-def _fake_quantize(w: np.ndarray, grid: dict) -> np.ndarray:
-    """Q(w): quantize and dequantize, float32 [rows, cols] (C++ kernels)."""
-    return quantize(w, **grid).dequantize()
+def _fake_quantize(w: np.ndarray, grid: dict, out: np.ndarray | None = None) -> np.ndarray:
+    """Q(w): quantize and dequantize, float32 [rows, cols] (C++ kernels); `out` may be w itself."""
+    return quantize(w, **grid).dequantize(out=out)
 
 
-def _sum_sq_output_error(x: np.ndarray, gram: Optional[np.ndarray], e: np.ndarray) -> float:
-    """sum((x @ e.T)^2), float64. With the Gram matrix G = x.T @ x (float64, used when tokens >
-    in_features, where it is cheaper): sum over rows r of e_r @ G @ e_r."""
+def _sum_sq_output_error(x: np.ndarray, gram: Optional[np.ndarray], e: np.ndarray, y: np.ndarray | None) -> float:
+    """sum((x @ e.T)^2), float64, with y a float32 [tokens, out] buffer for x @ e.T. With the Gram
+    matrix G = x.T @ x (float64; used when tokens > in_features, where it takes fewer flops):
+    the sum over rows r of e_r @ G @ e_r."""
     if gram is not None:
         e64 = e.astype(np.float64)
         return float(np.einsum("ij,ij->", e64 @ gram, e64))
-    y = x @ e.T  # [tokens, out]
+    np.matmul(x, e.T, out=y)
     return float(np.einsum("ij,ij->", y, y, dtype=np.float64))
+
+
+def _prefix(buf: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A C-contiguous [rows, cols] view of the start of a flat buffer."""
+    return buf[: shape[0] * shape[1]].reshape(shape)
 
 
 def _act_mean(x: np.ndarray) -> np.ndarray:
@@ -246,6 +252,10 @@ def search_scales(
     if forward is None:
         gram = x2.astype(np.float64).T @ x2.astype(np.float64) if tokens > in_features else None
         n_out = tokens * sum(w.shape[0] for w in ws)
+        # buffers reused across alphas: fresh 64 MB arrays would pay their page faults every time
+        max_rows = max(w.shape[0] for w in ws)
+        e_buf = np.empty(max_rows * in_features, np.float32)
+        y_buf = np.empty(tokens * max_rows, np.float32) if gram is None else None
     else:
         org_out = _forward_output(forward, x, ws, None, fn)
 
@@ -254,10 +264,12 @@ def search_scales(
         if forward is None:
             total = 0.0
             for w in ws:
-                e = _fake_quantize(w * s, grid)
-                e /= s           # Q(W * s) / s
-                np.subtract(w, e, out=e)  # W - Q(W * s) / s
-                total += _sum_sq_output_error(x2, gram, e)
+                e = np.multiply(w, s, out=_prefix(e_buf, w.shape))  # W * s
+                _fake_quantize(e, grid, out=e)                       # Q(W * s)
+                e /= s                                               # Q(W * s) / s
+                np.subtract(w, e, out=e)                             # W - Q(W * s) / s
+                y = None if y_buf is None else _prefix(y_buf, (tokens, w.shape[0]))
+                total += _sum_sq_output_error(x2, gram, e, y)
             losses[i] = total / n_out
         else:
             wq = [_fake_quantize(w * s, grid) / s for w in ws]
@@ -343,24 +355,58 @@ def search_clip(
     n_groups = in_features // g
 
     step = max(1, x2.shape[0] // n_sample_tokens)
-    # x: [tokens, in] -> [n_groups, tokens, g]
-    xs = np.ascontiguousarray(x2[::step].reshape(-1, n_groups, g).transpose(1, 0, 2))
+    xs = x2[::step]  # the reference's input_feat[:, 0::n_token // n_sample_token]
+    group_error = _GroupError(xs, out_features, n_groups, g)
     org_max = np.abs(w).reshape(out_features, n_groups, g).max(axis=2)  # [out, n_groups]
     best_max = org_max.copy()
     min_err = np.full((out_features, n_groups), np.inf)
     n_steps = max(1, int(n_grid * max_shrink))  # the reference's range(int(max_shrink * n_grid))
+    w3 = w.reshape(out_features, n_groups, g)  # [out, in] -> [out, n_groups, g]
+    e = np.empty_like(w)
     for i in range(n_steps):
         max_val = (org_max * np.float32(1 - i / n_grid)).astype(np.float32)
-        bound = np.repeat(max_val, g, axis=1)  # [out, in]
-        e = _fake_quantize(np.clip(w, -bound, bound), grid)
+        np.clip(w3, -max_val[..., None], max_val[..., None], out=e.reshape(w3.shape))
+        _fake_quantize(e, grid, out=e)
         e -= w
-        # e: [out, in] -> [n_groups, g, out]; y: [n_groups, tokens, out]
-        y = xs @ e.reshape(out_features, n_groups, g).transpose(1, 2, 0)
-        err = np.einsum("gto,gto->og", y, y, dtype=np.float64) / xs.shape[1]
+        err = group_error(e)
         better = err < min_err
         min_err[better] = err[better]
         best_max[better] = max_val[better]
     return best_max.astype(np.float32)
+
+
+class _GroupError:
+    """err[o, j] = mean over tokens of (x_j . e_oj)^2, the squared error of group j's contribution
+    to output o, for x [tokens, in] and e [out, in] with groups of g inputs.
+
+    When g < tokens it is the quadratic form e_oj @ G_j @ e_oj with the per-group Gram matrices
+    G_j = x_j.T @ x_j / tokens (float64, [n_groups, g, g]): 2 * out * in * g flops a call instead
+    of the 2 * tokens * in * out of forming the group outputs (which it does otherwise)."""
+
+    def __init__(self, x: np.ndarray, out_features: int, n_groups: int, g: int):
+        self.tokens = x.shape[0]
+        self.shape = (out_features, n_groups, g)
+        x3 = x.reshape(self.tokens, n_groups, g).transpose(1, 0, 2)  # [n_groups, tokens, g]
+        if g < self.tokens:
+            x3 = x3.astype(np.float64)
+            self.gram = x3.transpose(0, 2, 1) @ x3 / self.tokens  # [n_groups, g, g]
+            self.e64 = np.empty((n_groups, out_features, g), np.float64)
+            self.buf = np.empty_like(self.e64)
+        else:
+            self.gram = None
+            self.x3 = np.ascontiguousarray(x3)
+            self.buf = np.empty((n_groups, self.tokens, out_features), np.float32)
+
+    def __call__(self, e: np.ndarray) -> np.ndarray:
+        e3 = e.reshape(self.shape).transpose(1, 0, 2)  # [out, in] -> [n_groups, out, g]
+        if self.gram is not None:
+            np.copyto(self.e64, e3)
+            np.matmul(self.e64, self.gram, out=self.buf)
+            self.buf *= self.e64
+            return self.buf.sum(axis=2).T  # [out, n_groups]
+        np.matmul(self.x3, e3.transpose(0, 2, 1), out=self.buf)  # [n_groups, tokens, out]
+        np.square(self.buf, out=self.buf)
+        return self.buf.sum(axis=1, dtype=np.float64).T / self.tokens
 
 
 # ---------------------------------------------------------------------------------------
