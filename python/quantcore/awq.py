@@ -55,7 +55,7 @@ _MIN_SCALE = 1e-4  # the reference's clamp of mean|x|^alpha, so dead channels ge
 ForwardFn = Callable[[np.ndarray, list], np.ndarray]
 
 
-@dataclass(frozen=True, repr=False)
+@dataclass(frozen=True, repr=False, eq=False)
 class ScaleSearchResult:
     """What search_scales found.
 
@@ -100,7 +100,8 @@ def _float_matrix(a: object, fn: str, arg: str) -> np.ndarray:
         raise ValueError(f"{fn}: {arg} must be 2-D (got shape {arr.shape})")
     if arr.size == 0:
         raise ValueError(f"{fn}: {arg} must not be empty (got shape {arr.shape})")
-    out = np.ascontiguousarray(arr, dtype=np.float32)
+    with np.errstate(over="ignore"):  # float64 beyond float32's range becomes inf, reported below
+        out = np.ascontiguousarray(arr, dtype=np.float32)
     if not np.isfinite(out).all():
         r, c = np.argwhere(~np.isfinite(out))[0]
         raise ValueError(f"{fn}: {arg} contains NaN or inf (first at [{r}, {c}]){' after conversion to float32' if arr.dtype == np.float64 else ''}")
@@ -110,8 +111,9 @@ def _float_matrix(a: object, fn: str, arg: str) -> np.ndarray:
 def _activations(x: object, fn: str) -> np.ndarray:
     """x [..., in_features] as float32 [tokens, in_features]."""
     arr = as_array(x, fn, "x")
-    if arr.ndim < 2:
-        raise ValueError(f"{fn}: x must be [tokens, in_features] (or [..., in_features]) (got shape {arr.shape})")
+    if arr.ndim < 2 or arr.size == 0:
+        raise ValueError(f"{fn}: x must be a non-empty [tokens, in_features] (or [..., in_features]) array "
+                         f"(got shape {arr.shape})")
     return _float_matrix(arr.reshape(-1, arr.shape[-1]), fn, "x")
 
 
@@ -142,12 +144,19 @@ def _grid(scheme: object, group_size: object, symmetric: object, scale_dtype: ob
           fn: str) -> dict:
     """The quantize() keyword arguments, checked here so errors name `fn`."""
     name = _check_scheme(scheme, fn)
-    if group_size is not None:
-        _check_group_size(group_size, in_features, fn)
+    impl = _SCHEMES[name]
+    if group_size is None:  # quantize()'s default
+        group_size = 128 if impl.fixed_group_size is None else impl.fixed_group_size
+    g = _check_group_size(group_size, in_features, fn)
+    if impl.fixed_group_size is not None and g != impl.fixed_group_size:
+        raise ValueError(f"{fn}: scheme {name!r} uses blocks of {impl.fixed_group_size} (got group_size={g})")
     if not isinstance(symmetric, (bool, np.bool_)):
         raise TypeError(f"{fn}: symmetric must be a bool (got {type(symmetric).__name__})")
-    _check_scale_dtype(scale_dtype, fn)
-    return dict(scheme=name, group_size=group_size, symmetric=bool(symmetric), scale_dtype=scale_dtype)
+    dtype = _check_scale_dtype(scale_dtype, fn)
+    if impl.scale_dtypes is not None and dtype not in impl.scale_dtypes:
+        raise ValueError(f"{fn}: scheme {name!r} stores {' or '.join(d.name for d in impl.scale_dtypes)} "
+                         f"scales (got scale_dtype={dtype.name})")
+    return dict(scheme=name, group_size=g, symmetric=bool(symmetric), scale_dtype=scale_dtype)
 
 
 def _scale_vector(s: object, in_features: int, fn: str) -> np.ndarray:
@@ -344,9 +353,6 @@ def search_clip(
     if not 0.0 <= max_shrink < 1.0:
         raise ValueError(f"{fn}: max_shrink must be in [0, 1) (got {max_shrink})")
     g = grid["group_size"]
-    if g is None:
-        fixed = _SCHEMES[grid["scheme"]].fixed_group_size
-        g = 128 if fixed is None else fixed
     if g == 0:
         raise ValueError(f"{fn}: group_size must be a positive divisor of in_features or -1 (got 0: one group "
                          f"over the whole tensor cannot be clipped group by group)")
