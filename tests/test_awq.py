@@ -81,9 +81,9 @@ def silu(a):
 # search_scales
 # ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("seed, tokens, symmetric", [(0, 96, False), (1, 96, True), (2, 300, False)])
+@pytest.mark.parametrize("seed, tokens, symmetric", [(0, 96, False), (1, 96, True), (2, 600, False)])
 def test_search_scales_matches_reference(seed, tokens, symmetric):
-    # tokens=300 > in_features=256 takes the Gram-matrix path of the loss
+    # tokens=600 > 2 * in_features takes the Gram-matrix path of the loss
     rng = np.random.default_rng(seed)
     x = salient_inputs(rng, tokens, 256)
     weights = [(0.05 * rng.standard_normal((rows, 256))).astype(np.float32) for rows in (64, 32, 32)]
@@ -174,7 +174,7 @@ def test_forward_callback():
 @pytest.mark.parametrize("symmetric, tokens", [(False, 96), (True, 1100), (False, 24)])
 def test_search_clip_matches_reference_and_reduces_error(symmetric, tokens):
     # tokens=1100 samples every 2nd token (1100 // 512), as the reference's stride; 24 tokens, fewer
-    # than the group size, take the direct path (group outputs) instead of the per-group Gram matrices
+    # than twice the group size, take the direct path (group outputs) instead of the per-group Gram matrices
     rng = np.random.default_rng(7 + tokens)
     x = salient_inputs(rng, tokens, 128)
     w = rng.standard_normal((48, 128)).astype(np.float32)

@@ -184,8 +184,8 @@ def _fake_quantize(w: np.ndarray, grid: dict, out: np.ndarray | None = None) -> 
 
 def _sum_sq_output_error(x: np.ndarray, gram: Optional[np.ndarray], e: np.ndarray, y: np.ndarray | None) -> float:
     """sum((x @ e.T)^2), float64, with y a float32 [tokens, out] buffer for x @ e.T. With the Gram
-    matrix G = x.T @ x (float64; used when tokens > in_features, where it takes fewer flops):
-    the sum over rows r of e_r @ G @ e_r."""
+    matrix G = x.T @ x (float64; used when tokens > 2 * in_features, where it is cheaper): the sum
+    over rows r of e_r @ G @ e_r."""
     if gram is not None:
         e64 = e.astype(np.float64)
         return float(np.einsum("ij,ij->", e64 @ gram, e64))
@@ -259,7 +259,9 @@ def search_scales(
     alphas = np.arange(n_grid, dtype=np.float64) / n_grid
     losses = np.empty(n_grid, np.float64)
     if forward is None:
-        gram = x2.astype(np.float64).T @ x2.astype(np.float64) if tokens > in_features else None
+        # the Gram form costs 2 * out * in^2 float64 flops against 2 * tokens * in * out float32
+        # ones, and float64 GEMM runs at about half the float32 rate
+        gram = x2.astype(np.float64).T @ x2.astype(np.float64) if tokens > 2 * in_features else None
         n_out = tokens * sum(w.shape[0] for w in ws)
         # buffers reused across alphas: fresh 64 MB arrays would pay their page faults every time
         max_rows = max(w.shape[0] for w in ws)
@@ -385,15 +387,16 @@ class _GroupError:
     """err[o, j] = mean over tokens of (x_j . e_oj)^2, the squared error of group j's contribution
     to output o, for x [tokens, in] and e [out, in] with groups of g inputs.
 
-    When g < tokens it is the quadratic form e_oj @ G_j @ e_oj with the per-group Gram matrices
-    G_j = x_j.T @ x_j / tokens (float64, [n_groups, g, g]): 2 * out * in * g flops a call instead
-    of the 2 * tokens * in * out of forming the group outputs (which it does otherwise)."""
+    When 2 * g < tokens it is the quadratic form e_oj @ G_j @ e_oj with the per-group Gram matrices
+    G_j = x_j.T @ x_j / tokens (float64, [n_groups, g, g]): 2 * out * in * g float64 flops a call
+    instead of the 2 * tokens * in * out float32 ones of forming the group outputs (which it does
+    otherwise; float64 GEMM runs at about half the float32 rate)."""
 
     def __init__(self, x: np.ndarray, out_features: int, n_groups: int, g: int):
         self.tokens = x.shape[0]
         self.shape = (out_features, n_groups, g)
         x3 = x.reshape(self.tokens, n_groups, g).transpose(1, 0, 2)  # [n_groups, tokens, g]
-        if g < self.tokens:
+        if 2 * g < self.tokens:
             x3 = x3.astype(np.float64)
             self.gram = x3.transpose(0, 2, 1) @ x3 / self.tokens  # [n_groups, g, g]
             self.e64 = np.empty((n_groups, out_features, g), np.float64)
