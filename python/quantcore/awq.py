@@ -230,7 +230,8 @@ def search_scales(
         n_grid: number of alphas, alpha = i / n_grid for i = 0 .. n_grid - 1 (>= 1).
         forward: optional forward(x, weights) -> array; the block whose output MSE is minimized,
             called with x as given and a list of float32 weights in the order of `weights`.
-            Default: the concatenated outputs x @ W_i.T.
+            Default: the concatenated outputs x @ W_i.T. (The reference scores q/k/v by the whole
+            attention output and gate/up by the MLP output; pass that block as `forward` to match.)
 
     Returns:
         ScaleSearchResult (scales, alpha, alphas, losses).
