@@ -5,6 +5,7 @@ Modules:
     quantcore.formats  Bit-level view of a value in each number format.
     quantcore.quantize Group-wise int8/int4/int3/int2, NF4 and scaled FP8 quantization.
     quantcore.pack     Dense bit packing of 1..8-bit codes.
+    quantcore.awq      AWQ: activation-aware scale and clip search, apply and fold.
 
 Functions: quantize(w, scheme, ...) -> QuantizedTensor, load(path), pack_bits, unpack_bits.
 
@@ -19,7 +20,7 @@ from quantcore._runtime import (
     set_num_threads,
     using_isa,
 )
-from quantcore import fp8, formats, gguf, metrics
+from quantcore import awq, fp8, formats, gguf, metrics
 from quantcore.pack import pack_bits, unpack_bits
 from quantcore.quantize import QuantizedTensor, load, quantize
 
@@ -27,6 +28,7 @@ __all__ = [
     "QuantizedTensor",
     "active_isa",
     "available_isas",
+    "awq",
     "formats",
     "fp8",
     "get_num_threads",
