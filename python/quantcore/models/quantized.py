@@ -8,8 +8,17 @@ model: with tied embeddings the input embedding uses the same quantized matrix.
 Methods:
     "rtn"   round to nearest: quantcore.quantize on each weight.
     "fp8"   scaled FP8 (scheme "fp8_e4m3fn" or "fp8_e5m2"; the scheme argument picks which).
-Layers are processed in execution order, so calibration-driven methods see the inputs of the
-already-quantized layers before them (as the GPTQ paper does).
+    "gptq"  quantcore.gptq on each linear, with the Hessian of its calibration inputs (q/k/v
+            share one, gate/up share one).
+    "awq"   quantcore.awq: scales searched for q/k/v (folded into attn_norm), gate/up (folded
+            into ffn_norm) and down (folded into up's rows); o is not scaled under grouped-query
+            attention (v's rows do not map one to one onto o's columns), as in the reference.
+            Then a clipping search for v, o, gate, up and down (q and k are not clipped: their
+            errors go through the softmax, the reference skips them too), then RTN.
+Blocks are processed in execution order: the calibration sequences run through the blocks
+already quantized, so each block is calibrated on the inputs it will see (as the GPTQ paper
+does). Calibration text: quantcore.assets.calibration_text() (news articles), never the
+evaluation text.
 """
 
 from __future__ import annotations
@@ -19,10 +28,11 @@ from typing import Iterable
 
 import numpy as np
 
-from quantcore.models.llama import LINEAR_NAMES, Linear, LlamaBlock, LlamaModel
+from quantcore.models.llama import LINEAR_NAMES, Linear, LlamaBlock, LlamaModel, RMSNorm
 from quantcore.quantize import SCHEMES, QuantizedTensor, quantize
 
-METHODS = ("rtn", "fp8")
+METHODS = ("rtn", "fp8", "gptq", "awq")
+CALIBRATED = ("gptq", "awq")
 
 
 class QuantizedLinear:
@@ -111,6 +121,8 @@ def _check_method(method: object, scheme: object) -> None:
         raise ValueError(f"quantize_model: scheme must be one of {list(SCHEMES)} (got {scheme!r})")
     if method == "fp8" and not str(scheme).startswith("fp8_"):
         raise ValueError(f"quantize_model: method 'fp8' needs scheme 'fp8_e4m3fn' or 'fp8_e5m2' (got {scheme!r})")
+    if method in CALIBRATED and (scheme == "nf4" or str(scheme).startswith("fp8_")):
+        raise ValueError(f"quantize_model: method {method!r} needs an integer or GGUF scheme (got {scheme!r})")
 
 
 def _quantize_embedding(model: LlamaModel, embedding_scheme: str | None) -> tuple[object, object]:
@@ -126,21 +138,27 @@ def _quantize_embedding(model: LlamaModel, embedding_scheme: str | None) -> tupl
 
 def quantize_model(model: LlamaModel, method: str = "rtn", scheme: str = "int4", *, group_size: int | None = 64,
                    symmetric: bool = False, embedding_scheme: str | None = "q8_0",
-                   layers: Iterable[int] | None = None, progress: bool = True) -> LlamaModel:
+                   layers: Iterable[int] | None = None, calibration: np.ndarray | None = None,
+                   act_order: bool = False, progress: bool = True) -> LlamaModel:
     """A copy of `model` with its block linears quantized.
 
     Args:
         model: a float LlamaModel (not modified).
-        method: "rtn" or "fp8" (see the module docstring).
+        method: "rtn", "fp8", "gptq" or "awq" (see the module docstring).
         scheme: a quantcore.quantize scheme ("int4", "int3", "q4_0", "fp8_e4m3fn", ...).
         group_size, symmetric: as for quantcore.quantize (None: the scheme's default).
         embedding_scheme: scheme of the embedding / output matrix (default "q8_0", 8.5 bits);
             None keeps it float32.
         layers: block indices to quantize (default: all).
+        calibration: gptq / awq: int token ids [n_sequences, length]; default
+            calibration_tokens(model.tokenizer) (32 sequences of 256 tokens).
+        act_order: gptq: columns by decreasing Hessian diagonal (with static groups, so the
+            result needs no permutation).
         progress: show a progress bar (tqdm) over the layers.
 
     Returns:
-        A new LlamaModel sharing the tokenizer, config and norms with `model`.
+        A new LlamaModel sharing the tokenizer and config with `model`; norms are shared too
+        unless AWQ folded scales into them.
 
     Raises:
         ValueError: unknown method or scheme, or a scheme that does not fit the method.
@@ -150,22 +168,110 @@ def quantize_model(model: LlamaModel, method: str = "rtn", scheme: str = "int4",
         raise ValueError(f"quantize_model: embedding_scheme must be one of {list(SCHEMES)} or None "
                          f"(got {embedding_scheme!r})")
     selected = set(range(model.config.n_layer)) if layers is None else {int(i) for i in layers}
-    token_embd, output = _quantize_embedding(model, embedding_scheme)
+    hs = cos = sin = None
+    if method in CALIBRATED:
+        if calibration is None:
+            calibration = calibration_tokens(model.tokenizer)
+        calibration = np.asarray(calibration)
+        if calibration.ndim != 2 or calibration.size == 0:
+            raise ValueError(f"quantize_model: calibration must be int token ids [n_sequences, length] "
+                             f"(got shape {calibration.shape})")
+        hs = [model.embed(seq) for seq in calibration]
+        cos, sin = model.rope(0, calibration.shape[1])
     from tqdm.auto import tqdm
 
     blocks = []
+    kw = dict(group_size=group_size, symmetric=symmetric)
     for block in tqdm(model.blocks, desc=f"quantize {method} {scheme}", disable=not progress, leave=False):
-        linears = dict(block.linears)
+        linears, attn_norm, ffn_norm = dict(block.linears), block.attn_norm, block.ffn_norm
         if block.index in selected:
-            for name in LINEAR_NAMES:
-                w = _float_weight(linears[name])
-                linears[name] = QuantizedLinear(quantize(w, scheme, group_size=group_size, symmetric=symmetric))
-        blocks.append(LlamaBlock(block.config, block.index, block.attn_norm, block.ffn_norm, linears))
+            if method in CALIBRATED:
+                inputs = _capture_block_inputs(block, hs, cos, sin)
+                step = _gptq_block if method == "gptq" else _awq_block
+                linears, attn_norm, ffn_norm = step(block, inputs, scheme, kw, act_order)
+            else:
+                for name in LINEAR_NAMES:
+                    linears[name] = QuantizedLinear(quantize(_float_weight(linears[name]), scheme, **kw))
+        new_block = LlamaBlock(block.config, block.index, attn_norm, ffn_norm, linears)
+        if hs is not None:
+            hs = [new_block.forward(h, cos, sin) for h in hs]
+        blocks.append(new_block)
+    token_embd, output = _quantize_embedding(model, embedding_scheme)
     quantized = copy.copy(model)
     quantized.blocks = blocks
     quantized.token_embd = token_embd
     quantized.output = output
     return quantized
+
+
+def calibration_tokens(tokenizer, n_sequences: int = 32, length: int = 256, *, text: str | None = None) -> np.ndarray:
+    """Calibration sequences: the first `n_sequences` consecutive, non-overlapping `length`-token
+    pieces of the calibration text (quantcore.assets.calibration_text(): news articles, never
+    the evaluation text). int64 [n_sequences, length]."""
+    if text is None:
+        from quantcore import assets
+
+        text = assets.calibration_text()
+    ids = tokenizer.encode(text, add_bos=False)
+    available = ids.size // length
+    if not 0 < n_sequences <= available:
+        raise ValueError(f"calibration_tokens: the text holds {available} sequences of {length} tokens "
+                         f"(asked for n_sequences={n_sequences})")
+    return ids[: n_sequences * length].reshape(n_sequences, length).copy()
+
+
+def _capture_block_inputs(block: LlamaBlock, hs: list, cos: np.ndarray, sin: np.ndarray) -> dict:
+    """Each linear's inputs over the calibration sequences: name -> float32 [tokens, in_features]."""
+    captured: dict = {name: [] for name in LINEAR_NAMES}
+    for h in hs:
+        block.forward(h, cos, sin, capture=lambda name, x: captured[name.rsplit(".", 1)[1]].append(x))
+    return {name: np.concatenate(xs) for name, xs in captured.items()}
+
+
+# Linears that read the same input (their Hessians and AWQ scales are shared).
+_SHARED_INPUT = {"q": "q", "k": "q", "v": "q", "o": "o", "gate": "gate", "up": "gate", "down": "down"}
+
+
+def _gptq_block(block: LlamaBlock, inputs: dict, scheme: str, kw: dict, act_order: bool):
+    from quantcore import gptq
+
+    hessians = {}
+    linears = {}
+    for name in LINEAR_NAMES:
+        source = _SHARED_INPUT[name]
+        if source not in hessians:
+            hessians[source] = gptq.Hessian(inputs[source].shape[1])
+            hessians[source].add_batch(inputs[source])
+        result = gptq.quantize(_float_weight(block.linears[name]), hessians[source], scheme, act_order=act_order,
+                               static_groups=act_order, **kw)
+        linears[name] = QuantizedLinear(result.qtensor)
+    return linears, block.attn_norm, block.ffn_norm
+
+
+def _awq_block(block: LlamaBlock, inputs: dict, scheme: str, kw: dict, act_order: bool):
+    from quantcore import awq
+
+    W = {name: _float_weight(block.linears[name]) for name in LINEAR_NAMES}
+    # q/k/v read attn_norm's output: their scales fold into attn_norm's weight
+    (W["q"], W["k"], W["v"]), s_attn = awq.apply([W["q"], W["k"], W["v"]],
+                                                 awq.search_scales(inputs["q"], [W["q"], W["k"], W["v"]], scheme, **kw))
+    attn_norm = RMSNorm(awq.fold_into_norm(block.attn_norm.weight, s_attn), block.attn_norm.eps)
+    (W["gate"], W["up"]), s_ffn = awq.apply([W["gate"], W["up"]],
+                                            awq.search_scales(inputs["gate"], [W["gate"], W["up"]], scheme, **kw))
+    ffn_norm = RMSNorm(awq.fold_into_norm(block.ffn_norm.weight, s_ffn), block.ffn_norm.eps)
+    # down reads silu(gate) * up: its scales fold into up's output rows
+    (W["down"],), s_down = awq.apply([W["down"]], awq.search_scales(inputs["down"], [W["down"]], scheme, **kw))
+    W["up"] = awq.fold_into_linear(W["up"], s_down)
+    x = {"v": inputs["q"] / s_attn, "o": inputs["o"], "gate": inputs["gate"] / s_ffn, "up": inputs["gate"] / s_ffn,
+         "down": inputs["down"] / s_down}
+    if W["v"].shape[0] == W["o"].shape[1]:  # multi-head attention: o's scales fold into v's rows
+        (W["o"],), s_o = awq.apply([W["o"]], awq.search_scales(inputs["o"], [W["o"]], scheme, **kw))
+        W["v"] = awq.fold_into_linear(W["v"], s_o)
+        x["o"] = inputs["o"] / s_o
+    for name, xn in x.items():
+        (W[name],), _ = awq.apply([W[name]], None, [awq.search_clip(xn, W[name], scheme, **kw)])
+    linears = {name: QuantizedLinear(quantize(W[name], scheme, **kw)) for name in LINEAR_NAMES}
+    return linears, attn_norm, ffn_norm
 
 
 def _float_weight(linear: object) -> np.ndarray:
