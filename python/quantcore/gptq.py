@@ -227,7 +227,7 @@ def _inverse_lower(c: np.ndarray) -> np.ndarray:
     inv, info = lapack.dtrtri(c, lower=1, overwrite_c=1)
     if info != 0:  # a zero pivot cannot follow a successful Cholesky factorization
         raise ValueError(f"gptq.quantize: the Cholesky factor of H is singular (LAPACK dtrtri info={info})")
-    return np.tril(inv)
+    return inv  # dpotrf(clean=1) zeroed the upper triangle and dtrtri(lower=1) leaves it alone
 
 
 def _group_params(G: np.ndarray, grid: int, bits: int, scale_code: int, g: int, col0: int):
