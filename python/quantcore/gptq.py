@@ -174,7 +174,8 @@ class GPTQResult:
 
 
 def _inverse_cholesky(H: np.ndarray, damp: float) -> tuple[np.ndarray, float]:
-    """Upper-triangular U (float64) with U^T U = (H + damp * mean(diag H) * I)^-1, and the damp used.
+    """Upper-triangular U (float32, C order) with U^T U = (H + damp * mean(diag H) * I)^-1,
+    computed in float64, and the damp used.
 
     With J the reversal of the index order, J (H + D) J = C C^T (lower Cholesky factor C) gives
     H + D = (J C J)(J C J)^T with J C J upper triangular, so U = (J C J)^-1 = J C^-1 J: one
@@ -182,10 +183,9 @@ def _inverse_cholesky(H: np.ndarray, damp: float) -> tuple[np.ndarray, float]:
     """
     n = H.shape[0]
     mean = float(np.mean(np.diag(H)))
-    reversed_h = np.ascontiguousarray(H[::-1, ::-1])
     current = damp
     while True:
-        a = reversed_h.copy()
+        a = np.array(H[::-1, ::-1], dtype=np.float64, order="F")  # LAPACK's order: no copy inside
         a[np.diag_indices(n)] += current * mean
         C = _cholesky_lower(a)
         if C is not None:
@@ -203,11 +203,13 @@ def _inverse_cholesky(H: np.ndarray, damp: float) -> tuple[np.ndarray, float]:
             stacklevel=3,
         )
         current = raised
+    del a
     Cinv = _inverse_lower(C)
-    return np.ascontiguousarray(Cinv[::-1, ::-1]), current
+    return Cinv[::-1, ::-1].astype(np.float32, order="C"), current
 
 
 def _cholesky_lower(a: np.ndarray) -> np.ndarray | None:
+    """The lower Cholesky factor of a (overwritten), or None when a is not positive-definite."""
     try:
         from scipy.linalg import lapack
     except ImportError:  # numpy alone: the same factor, slower
@@ -379,12 +381,13 @@ def quantize(
     else:
         group_of = (np.arange(cols) // gs).astype(np.int32)
 
-    U, used_damp = _inverse_cholesky(H, float(damp))
-    Hinv = U.astype(np.float32)
-    del U, H
+    Hinv, used_damp = _inverse_cholesky(H, float(damp))
+    del H
 
     codes = np.empty((rows, cols), np.uint8)
     losses = np.zeros(rows, np.float64)
+    # the lazy update's product, in one buffer reused by every block (no fresh pages per block)
+    product = np.empty(rows * max(cols - block_size, 0), np.float32)
     for i1 in range(0, cols, block_size):
         i2 = min(i1 + block_size, cols)
         count = i2 - i1
@@ -405,7 +408,9 @@ def quantize(
             _core.gptq_columns(W, i1, count, s0 - i1, s1 - i1, Hinv1, grid, bits, scale_code, table, group_of,
                                codes, Err1, losses)
         if i2 < cols:
-            W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]
+            update = product[:rows * (cols - i2)].reshape(rows, cols - i2)
+            np.matmul(Err1, Hinv[i1:i2, i2:], out=update)
+            W[:, i2:] -= update
     if not np.isfinite(losses).all():
         r = int(np.argwhere(~np.isfinite(losses))[0][0])
         raise ValueError(f"{fn}: the quantization error of row {r} is not finite; H is too ill-conditioned (raise damp)")
