@@ -367,3 +367,16 @@ def test_quantize_rejects_bad_input():
         gptq.quantize(W.astype(np.int8), H, group_size=32)
     with pytest.raises(TypeError, match="act_order must be a bool"):
         gptq.quantize(W, H, group_size=32, act_order=1)
+    with pytest.raises(ValueError, match=r"scale of group 0 \(from column 0\) of row 0 is not finite in the scale dtype"):
+        gptq.quantize(W * np.float32(1e6), H, group_size=32)  # |w| / 15 past float16's 65504
+
+
+def test_hessian_object_and_array_give_the_same_result(layer):
+    W, H, x = layer
+    h = gptq.Hessian(x.shape[1])
+    h.add_batch(x)
+    a = gptq.quantize(W, h, "int4", group_size=64)
+    b = gptq.quantize(W, np.array(h.H), "int4", group_size=64)
+    np.testing.assert_array_equal(a.qtensor.codes, b.qtensor.codes)
+    np.testing.assert_array_equal(a.losses, b.losses)
+    assert a.loss == pytest.approx(a.losses.sum()) and a.damp == 0.01
