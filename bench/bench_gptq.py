@@ -8,11 +8,18 @@ and H and returns the quantized weight; H's accumulation is not timed (both take
 
     python -m pytest bench/bench_gptq.py --benchmark-only -q
 
+Threads: QUANTCORE_NUM_THREADS (default 2) for quantcore's pool and torch.set_num_threads; set
+OPENBLAS_NUM_THREADS to the same number (numpy's BLAS and scipy's LAPACK run on it). On a
+loaded machine, OpenBLAS threads that spin while waiting slow LAPACK calls down many-fold;
+with 1 thread each the ratio is the most stable.
+
 After timing, both results are checked: the proxy losses agree (within 5%) and both output
 errors are well below RTN's.
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pytest
@@ -24,7 +31,7 @@ ROWS = COLS = 4096
 TOKENS = 2048
 GROUP = 128
 BLOCK = 128
-THREADS = 2
+THREADS = int(os.environ.get("QUANTCORE_NUM_THREADS", "2"))
 
 
 @pytest.fixture(scope="module")
