@@ -369,6 +369,8 @@ def test_quantize_rejects_bad_input():
         gptq.quantize(W, H, group_size=32, act_order=1)
     with pytest.raises(ValueError, match=r"scale of group 0 \(from column 0\) of row 0 is not finite in the scale dtype"):
         gptq.quantize(W * np.float32(1e6), H, group_size=32)  # |w| / 15 past float16's 65504
+    with pytest.raises(ValueError, match="is not finite in the scale dtype"):
+        gptq.quantize(W * np.float32(1e6), H, "q4_0")  # d = max / -8 past float16
 
 
 def test_hessian_object_and_array_give_the_same_result(layer):

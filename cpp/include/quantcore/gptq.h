@@ -83,7 +83,7 @@ namespace scalar {
 // The parameters of one group of n values x (all finite) under s, and what QuantizedTensor
 // stores for it: *stored_scale (the scale / d as a value of its storage type) and *stored_zero
 // (the integer zero point, q4_1's fp16 m, else 0). Returns kScaleOverflow when the int grid's
-// scale does not fit the scale type.
+// scale does not fit the scale type, or a GGUF d or m does not fit fp16.
 IntqStatus gptq_params(const float* x, std::size_t n, const GptqScheme& s, GptqParams* p,
                        float* stored_scale, float* stored_zero);
 // The code of x under p, and in *dq the value it decodes to.

@@ -101,6 +101,8 @@ IntqStatus gptq_params(const float* x, std::size_t n, const GptqScheme& s, GptqP
   p->inv = p->scale != 0.0f ? 1.0f / p->scale : 0.0f;
   p->dq_scale = fp16_round(p->scale);
   *stored_scale = p->dq_scale;
+  // fp16 d or m past 65504: llama.cpp would store inf; GPTQ's error feedback cannot use it
+  if (!std::isfinite(p->dq_scale) || !std::isfinite(p->dq_offset)) return IntqStatus::kScaleOverflow;
   return IntqStatus::kOk;
 }
 
