@@ -172,7 +172,7 @@ def gptq_reference(W, H, grid, *, group_size=128, block_size=128, damp=0.01, act
     stored = [grid.stored(p) for p in params]
     scales = np.stack([s for s, _ in stored], axis=1)
     zeros = None if stored[0][1] is None else np.stack([z for _, z in stored], axis=1)
-    if act_order and static_groups:  # back to the original column order
+    if act_order and (static_groups or n_groups == 1):  # back to the original column order
         original = np.empty_like(codes)
         original[:, perm] = codes
         return original, scales, zeros, None, losses

@@ -256,6 +256,14 @@ def test_damp_past_the_cap_raises():
 # ---------------------------------------------------------------------------------------
 
 
+def test_one_group_per_row_needs_no_perm(layer):
+    W, H, _ = layer
+    q = gptq.quantize(W, H, "int4", group_size=-1, act_order=True).qtensor
+    assert q.perm is None
+    static = gptq.quantize(W, H, "int4", group_size=-1, act_order=True, static_groups=True).qtensor
+    np.testing.assert_array_equal(q.codes, static.codes)
+
+
 def test_perm_dequantize_save_load(layer, tmp_path):
     W, H, x = layer
     q = gptq.quantize(W, H, "int4", group_size=64, act_order=True).qtensor

@@ -33,7 +33,7 @@ from; codes are clamped to the grid (as the reference quantizer clamps).
 
 Act-order and the stored layout: with act_order and not static_groups, groups are formed along
 the permuted columns (as AutoGPTQ does), so the QuantizedTensor holds W[:, perm] and carries
-`perm`; dequantize() puts the columns back, and a matmul uses x[..., perm]. Such a tensor has no
+`perm` (except with group_size -1: one group per row does not depend on the order); dequantize() puts the columns back, and a matmul uses x[..., perm]. Such a tensor has no
 GGUF form (llama.cpp has no column permutation): use static_groups=True (groups in the original
 order, no perm) for a GGUF export with act-order.
 
@@ -157,7 +157,8 @@ class GPTQResult:
     """What gptq.quantize returns.
 
     Attributes:
-        qtensor: the QuantizedTensor (with `perm` set for act_order without static_groups).
+        qtensor: the QuantizedTensor (with `perm` set for act_order without static_groups,
+            unless group_size is -1).
         losses: float64 [out_features], per row the sum over columns of ((w - q) / d)^2 / 2,
             d = Hinv[i, i] (the reference's Losses).
         damp: the relative dampening finally used (larger than asked after a failed Cholesky).
@@ -286,8 +287,8 @@ def quantize(
         scale_dtype: np.float16, np.float32 or ml_dtypes.bfloat16 (GGUF schemes: float16).
 
     Returns:
-        GPTQResult: qtensor (QuantizedTensor; `perm` set when act_order and not static_groups),
-        losses (float64 [out_features]) and the damp used.
+        GPTQResult: qtensor (QuantizedTensor; `perm` set when act_order and not static_groups
+        and there are several groups per row), losses (float64 [out_features]) and the damp used.
 
     Raises:
         TypeError: W or H is not a float array; an argument of the wrong type.
@@ -417,7 +418,9 @@ def quantize(
 
     stored_perm = None
     if perm is not None:
-        if static_groups:  # groups in the original order: store the codes in that order
+        # groups in the original order (static), or one group per row (the order does not
+        # matter): store the codes in the original order, no permutation needed
+        if static_groups or n_groups == 1:
             original = np.empty_like(codes)
             original[:, perm] = codes
             codes = original
