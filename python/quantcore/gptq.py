@@ -33,9 +33,10 @@ from; codes are clamped to the grid (as the reference quantizer clamps).
 
 Act-order and the stored layout: with act_order and not static_groups, groups are formed along
 the permuted columns (as AutoGPTQ does), so the QuantizedTensor holds W[:, perm] and carries
-`perm` (except with group_size -1: one group per row does not depend on the order); dequantize() puts the columns back, and a matmul uses x[..., perm]. Such a tensor has no
-GGUF form (llama.cpp has no column permutation): use static_groups=True (groups in the original
-order, no perm) for a GGUF export with act-order.
+`perm` (except with group_size -1: one group per row does not depend on the order);
+dequantize() puts the columns back, and a matmul uses x[..., perm]. Such a tensor has no GGUF
+form (llama.cpp has no column permutation): use static_groups=True (groups in the original order,
+no perm) for a GGUF export with act-order.
 
 Differences from the IST-DASLab reference, by choice: H is averaged over tokens (the reference
 counts sequences; the constant factor changes nothing); the group parameters of a group that
@@ -414,7 +415,8 @@ def quantize(
             W[:, i2:] -= update
     if not np.isfinite(losses).all():
         r = int(np.argwhere(~np.isfinite(losses))[0][0])
-        raise ValueError(f"{fn}: the quantization error of row {r} is not finite; H is too ill-conditioned (raise damp)")
+        raise ValueError(f"{fn}: the quantization error of row {r} is not finite; "
+                         f"H is too ill-conditioned (raise damp)")
 
     stored_perm = None
     if perm is not None:
