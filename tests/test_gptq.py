@@ -134,6 +134,15 @@ def test_diagonal_hessian_reproduces_rtn(scheme, symmetric):
             np.testing.assert_array_equal(q.zeros, rtn.zeros)
 
 
+@pytest.mark.parametrize("group_size", [-1, 20])
+def test_diagonal_hessian_reproduces_rtn_unaligned_rows(group_size):
+    W = np.random.default_rng(7).standard_normal((5, 100)).astype(np.float32)  # 300-bit int3 rows
+    q = gptq.quantize(W, np.eye(100), "int3", group_size=group_size).qtensor
+    rtn = quantcore.quantize(W, "int3", group_size=group_size)
+    np.testing.assert_array_equal(q.codes, rtn.codes)
+    np.testing.assert_array_equal(q.scales, rtn.scales)
+
+
 @pytest.mark.parametrize("scale_dtype", [np.float32, "bfloat16"])
 def test_diagonal_hessian_reproduces_rtn_scale_dtypes(scale_dtype):
     import ml_dtypes
