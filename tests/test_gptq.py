@@ -91,6 +91,20 @@ def test_matches_numpy_reference(layer, scheme, symmetric, group_size, act_order
     np.testing.assert_allclose(result.losses, losses, rtol=1e-6)
 
 
+def test_codes_saturate_when_updates_leave_a_tiny_group_range(layer):
+    # static groups from the original W: a constant group of 1e-20 gets scale 1e-20 (float32
+    # scales), and the error feedback then moves its weights by ~0.1, i.e. 1e19 steps: the codes
+    # must saturate at the right end, as the reference's float clip does
+    W, H, _ = layer
+    W = W.copy()
+    W[:, 32:64] = np.float32(1e-20)
+    result = gptq.quantize(W, H, "int4", group_size=32, static_groups=True, scale_dtype=np.float32)
+    codes, *_ = gptq_reference(W, H, Grid("int4", scale_dtype=np.float32), group_size=32, static_groups=True)
+    got = unpacked_codes(result.qtensor)
+    np.testing.assert_array_equal(got, codes)
+    assert set(np.unique(got[:, 40:64])) <= {0, 15}
+
+
 def test_matches_reference_with_small_blocks_and_dead_inputs(layer):
     W, H, _ = layer
     H = H.copy()

@@ -124,6 +124,12 @@ uint8_t gptq_encode(float x, const GptqScheme& s, const GptqParams& p, float* dq
       return static_cast<uint8_t>(q + 128);
     }
     default: {
+      // Error feedback can carry x far outside the range its group's scale was found from, so
+      // far that x / scale would not fit the int32 conversion inside encode_one (which would
+      // then clamp to the wrong end). Past 2^24 steps every code saturates anyway, and
+      // 2^24 * scale is exact, so clamping x there changes no code that fits.
+      const float limit = 16777216.0f * p.scale;
+      x = x > limit ? limit : (x < -limit ? -limit : x);
       const GroupParams g{p.scale, p.zero, p.code_min, p.code_max};
       const uint8_t code = encode_one(x, s.intq, g);
       *dq = decode_one(code, s.intq, g);
