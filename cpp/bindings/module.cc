@@ -10,6 +10,7 @@ namespace py = pybind11;
 namespace quantcore::bind {
 void bind_fp8(py::module_& m);
 void bind_gguf(py::module_& m);
+void bind_gptq(py::module_& m);
 void bind_intq(py::module_& m);
 }
 
@@ -26,5 +27,6 @@ PYBIND11_MODULE(_core, m) {
   });
   quantcore::bind::bind_fp8(m);
   quantcore::bind::bind_gguf(m);
+  quantcore::bind::bind_gptq(m);
   quantcore::bind::bind_intq(m);
 }

@@ -20,7 +20,7 @@ from quantcore._runtime import (
     set_num_threads,
     using_isa,
 )
-from quantcore import awq, fp8, formats, gguf, metrics
+from quantcore import awq, fp8, formats, gguf, gptq, metrics
 from quantcore.pack import pack_bits, unpack_bits
 from quantcore.quantize import QuantizedTensor, load, quantize
 
@@ -33,6 +33,7 @@ __all__ = [
     "fp8",
     "get_num_threads",
     "gguf",
+    "gptq",
     "load",
     "metrics",
     "pack_bits",

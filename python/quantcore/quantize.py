@@ -314,6 +314,11 @@ class QuantizedTensor:
         scales: [out_features, n_groups] (n_groups = in_features // group_size, 1 for -1), or
             [1, 1] for group_size 0; dtype float16, float32 or bfloat16.
         zeros: uint8 like scales for asymmetric integer schemes, float16 m for q4_1, else None.
+        perm: None, or an int64 permutation of range(in_features) (GPTQ with act-order): then
+            codes, scales and zeros describe W[:, perm], the columns in that order (groups run
+            along the permuted columns), and dequantize() returns W itself
+            (out[:, perm] = the decoded values). A matmul with such a weight multiplies
+            x[..., perm]. GGUF blocks cannot express it (gguf.blocks_from_quantized needs None).
     """
 
     scheme: str
@@ -323,6 +328,7 @@ class QuantizedTensor:
     codes: np.ndarray
     scales: np.ndarray
     zeros: Optional[np.ndarray]
+    perm: Optional[np.ndarray] = None
 
     def __post_init__(self) -> None:
         _validate(self, "QuantizedTensor")
@@ -338,8 +344,9 @@ class QuantizedTensor:
 
     @property
     def nbytes(self) -> int:
-        """Bytes stored: codes + scales + zeros (what save() writes, less the file header)."""
-        return int(self.codes.nbytes + self.scales.nbytes + (0 if self.zeros is None else self.zeros.nbytes))
+        """Bytes stored: codes + scales + zeros + perm (what save() writes, less the file header)."""
+        extra = sum(0 if a is None else a.nbytes for a in (self.zeros, self.perm))
+        return int(self.codes.nbytes + self.scales.nbytes + extra)
 
     @property
     def bits_per_weight(self) -> float:
@@ -375,11 +382,14 @@ class QuantizedTensor:
         if out is not None:
             check_out(out, "dequantize", self.shape, out_dtype)
         rows, cols = self.codes.shape[0], self.shape[-1]
-        if out is not None and out_dtype == _F32 and out.flags.c_contiguous:
+        if out is not None and out_dtype == _F32 and out.flags.c_contiguous and self.perm is None:
             _SCHEMES[self.scheme].dequantize(self, out.reshape(rows, cols))
             return out
         values = np.empty((rows, cols), np.float32)
         _SCHEMES[self.scheme].dequantize(self, values)
+        if self.perm is not None:  # values hold W[:, perm]: put the columns back
+            permuted, values = values, np.empty_like(values)
+            values[:, self.perm] = permuted
         result = values.reshape(self.shape)
         if out_dtype != _F32:
             result = result.astype(out_dtype)
@@ -389,8 +399,8 @@ class QuantizedTensor:
         return result
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write a safetensors file: tensors "codes", "scales" (bfloat16 as its uint16 bits) and
-        "zeros" (asymmetric only); scheme, shape, group_size, symmetric, scale_dtype and a CRC-32
+        """Write a safetensors file: tensors "codes", "scales" (bfloat16 as its uint16 bits),
+        "zeros" (asymmetric only) and "perm" (int64, when set); scheme, shape, group_size, symmetric, scale_dtype and a CRC-32
         of each tensor in the metadata. The file is written under a temporary name in the same
         directory and renamed into place, so a failure never leaves a partial file at `path`.
 
@@ -402,6 +412,8 @@ class QuantizedTensor:
         tensors = {"codes": self.codes, "scales": self.scales.view(np.uint16) if self.scales.dtype == _BF16 else self.scales}
         if self.zeros is not None:
             tensors["zeros"] = self.zeros
+        if self.perm is not None:
+            tensors["perm"] = self.perm
         tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
         metadata = {
             "format": _FILE_FORMAT,
@@ -431,7 +443,8 @@ class QuantizedTensor:
         return (
             f"QuantizedTensor(scheme={self.scheme!r}, shape={tuple(self.shape)}, group_size={self.group_size}, "
             f"symmetric={self.symmetric}, scale_dtype={self.scales.dtype.name}, "
-            f"bits_per_weight={self.bits_per_weight:.4g}, nbytes={self.nbytes})"
+            f"bits_per_weight={self.bits_per_weight:.4g}, nbytes={self.nbytes}"
+            f"{'' if self.perm is None else ', perm=act-order permutation of the input columns'})"
         )
 
 
@@ -477,6 +490,15 @@ def _validate(q: QuantizedTensor, fn: str, values: bool = False) -> None:
     for arr in (q.codes, q.scales, q.zeros):
         if arr is not None and not arr.flags.c_contiguous:
             raise ValueError(f"{fn}: codes, scales and zeros must be C-contiguous")
+    if q.perm is not None:
+        perm = q.perm
+        if not isinstance(perm, np.ndarray):
+            raise TypeError(f"{fn}: perm must be None or a numpy array (got {type(perm).__name__})")
+        if perm.dtype != np.int64 or perm.shape != (cols,) or not perm.flags.c_contiguous:
+            raise ValueError(f"{fn}: perm must be a C-contiguous int64 array of shape {(cols,)} "
+                             f"(got {perm.dtype.name} {perm.shape})")
+        if perm.min() < 0 or perm.max() >= cols or np.bincount(perm, minlength=cols).max() != 1:
+            raise ValueError(f"{fn}: perm must be a permutation of 0..{cols - 1} (each column exactly once)")
     if values:
         scales32 = q.scales.astype(np.float32)
         # llama.cpp's d is signed (q4_0: max / -8) and 0 for an all-zero block
@@ -600,7 +622,8 @@ def load(path: str | os.PathLike) -> QuantizedTensor:
     if scales is None or "codes" not in tensors:
         raise ValueError(f"load: {path!r} is corrupted: it lacks 'codes' or 'scales'")
     try:
-        q = QuantizedTensor(scheme, shape, group_size, symmetric, tensors["codes"], scales, tensors.get("zeros"))
+        q = QuantizedTensor(scheme, shape, group_size, symmetric, tensors["codes"], scales, tensors.get("zeros"),
+                            tensors.get("perm"))
         _validate(q, "QuantizedTensor", values=True)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"load: {path!r} has inconsistent contents: {exc}") from None
