@@ -11,6 +11,7 @@ namespace quantcore::bind {
 void bind_fp8(py::module_& m);
 void bind_gguf(py::module_& m);
 void bind_intq(py::module_& m);
+void bind_qmatmul(py::module_& m);
 }
 
 PYBIND11_MODULE(_core, m) {
@@ -27,4 +28,5 @@ PYBIND11_MODULE(_core, m) {
   quantcore::bind::bind_fp8(m);
   quantcore::bind::bind_gguf(m);
   quantcore::bind::bind_intq(m);
+  quantcore::bind::bind_qmatmul(m);
 }

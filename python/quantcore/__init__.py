@@ -5,6 +5,7 @@ Modules:
     quantcore.formats  Bit-level view of a value in each number format.
     quantcore.quantize Group-wise int8/int4/int3/int2, NF4 and scaled FP8 quantization.
     quantcore.pack     Dense bit packing of 1..8-bit codes.
+    quantcore.matmul   (the function) x @ W.T straight from a QuantizedTensor's packed codes.
 
 Functions: quantize(w, scheme, ...) -> QuantizedTensor, load(path), pack_bits, unpack_bits.
 
@@ -22,6 +23,7 @@ from quantcore._runtime import (
 from quantcore import fp8, formats, gguf, metrics
 from quantcore.pack import pack_bits, unpack_bits
 from quantcore.quantize import QuantizedTensor, load, quantize
+from quantcore.matmul import matmul
 
 __all__ = [
     "QuantizedTensor",
@@ -32,6 +34,7 @@ __all__ = [
     "get_num_threads",
     "gguf",
     "load",
+    "matmul",
     "metrics",
     "pack_bits",
     "quantize",

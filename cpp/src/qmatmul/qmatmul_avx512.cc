@@ -1,0 +1,271 @@
+// AVX-512 quantized matmul (compiled with -mavx512f/bw/dq/vl and the AVX2 flags).
+//
+// gemv_rows decodes codes in registers, never through memory:
+//   4-bit (int4 sym/asym, nf4, q4_0, q4_1; group a multiple of 32): per group, a 16-entry table
+//     holds the exact dequantized value of each code ((c - zero) * scale, nf4[c] * scale,
+//     c * d + m), and vpermps turns 16 codes into 16 weights. A byte holds an even code (low
+//     nibble) and an odd code (high nibble), so x comes in x_pairs order and no code is moved.
+//   8-bit (int8, q8_0; group a multiple of 16): sum((code - zero) * x) per group, times scale.
+//   fp8 (group a multiple of 16): e5m2 is the high byte of a float16; e4m3fn << 7 is a float16
+//     of 2^-8 times the value (exponent bias 15 vs 7), sign moved from bit 14 to 15 by adding
+//     bit 14 to itself; vcvtph2ps converts exactly (subnormals included). A row holding a NaN
+//     code (S.1111.111) takes the decode-and-dot path so the NaN reaches the result.
+// gemm_rows decodes kGemmRows rows into buf and runs a 12 x 32 register-blocked microkernel
+// (24 accumulators): per k, two loads of the x panel and 12 broadcasts of W.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "quantcore/fp8.h"
+#include "quantcore/intq.h"
+#include "quantcore/qmatmul.h"
+
+namespace quantcore::avx512 {
+namespace {
+
+#include "qmatmul_int8_ymm.h"
+
+constexpr int kMaxM = 8;
+
+float dot(const float* a, const float* b, std::size_t n) {
+  __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+  std::size_t k = 0;
+  for (; k + 32 <= n; k += 32) {
+    s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + k), _mm512_loadu_ps(b + k), s0);
+    s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + k + 16), _mm512_loadu_ps(b + k + 16), s1);
+  }
+  for (; k < n; k += 16) {
+    const __mmask16 mask = n - k >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (n - k)) - 1);
+    s0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, a + k), _mm512_maskz_loadu_ps(mask, b + k), s0);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+}
+
+// The decode-and-dot path for any format.
+void gemv_decoded(const QWeight& w, std::size_t r0, std::size_t r1, const QInput& in, float* y, std::size_t ldy) {
+  std::vector<float> row(w.cols);
+  for (std::size_t r = r0; r < r1; ++r) {
+    scalar::decode_rows(w, r, 1, row.data());
+    for (std::size_t i = 0; i < in.m; ++i) y[i * ldy + r] = dot(in.x + i * w.cols, row.data(), w.cols);
+  }
+}
+
+// The 16 weights codes 0..15 stand for in group g of row r.
+__m512 table_4bit(const QWeight& w, std::size_t r, std::size_t g) {
+  const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const scalar::IntGroup p = scalar::int_group(w, r, g);
+  const __m512 scale = _mm512_set1_ps(p.scale);
+  if (w.format == QWeightFormat::kQ4_1)  // c * d, rounded, then + m (no fused multiply-add)
+    return _mm512_add_ps(_mm512_mul_ps(iota, scale), _mm512_set1_ps(p.offset));
+  if (w.scheme.kind == IntqKind::kNf4) return _mm512_mul_ps(_mm512_loadu_ps(kNf4Codebook), scale);
+  return _mm512_mul_ps(_mm512_sub_ps(iota, _mm512_set1_ps(static_cast<float>(p.zero))), scale);
+}
+
+template <int M>
+void gemv_4bit(const QWeight& w, std::size_t r0, std::size_t r1, const float* x, float* y, std::size_t ldy) {
+  const std::size_t cols = w.cols, n_groups = cols / w.group_size, per_group = w.group_size / 32;
+  const __m512i low = _mm512_set1_epi32(0x0F);
+  for (std::size_t r = r0; r < r1; ++r) {
+    const uint8_t* row = w.codes + r * w.row_bytes;
+    __m512 acc[M][2];
+    for (int i = 0; i < M; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    for (std::size_t g = 0; g < n_groups; ++g) {
+      const __m512 table = table_4bit(w, r, g);
+      for (std::size_t b = g * per_group; b < (g + 1) * per_group; ++b) {
+        const __m512i bytes = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 16 * b)));
+        const __m512 even = _mm512_permutexvar_ps(_mm512_and_si512(bytes, low), table);
+        const __m512 odd = _mm512_permutexvar_ps(_mm512_srli_epi32(bytes, 4), table);
+        for (int i = 0; i < M; ++i) {
+          acc[i][0] = _mm512_fmadd_ps(even, _mm512_loadu_ps(x + i * cols + 32 * b), acc[i][0]);
+          acc[i][1] = _mm512_fmadd_ps(odd, _mm512_loadu_ps(x + i * cols + 32 * b + 16), acc[i][1]);
+        }
+      }
+    }
+    for (int i = 0; i < M; ++i) y[i * ldy + r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[i][0], acc[i][1]));
+  }
+}
+
+template <int M>
+void gemv_8bit(const QWeight& w, std::size_t r0, std::size_t r1, const float* x, float* y, std::size_t ldy) {
+  const std::size_t cols = w.cols, n_groups = cols / w.group_size;
+  for (std::size_t r = r0; r < r1; ++r) {
+    const uint8_t* row = w.codes + r * w.row_bytes;
+    __m512 acc[M];
+    for (int i = 0; i < M; ++i) acc[i] = _mm512_setzero_ps();
+    for (std::size_t g = 0; g < n_groups; ++g) {
+      const scalar::IntGroup p = scalar::int_group(w, r, g);
+      const __m512i zero = _mm512_set1_epi32(p.zero);
+      __m512 part[M][2];
+      for (int i = 0; i < M; ++i) part[i][0] = part[i][1] = _mm512_setzero_ps();
+      std::size_t k = g * w.group_size;
+      const std::size_t end = k + w.group_size;
+      for (; k + 32 <= end; k += 32)
+        for (int h = 0; h < 2; ++h) {
+          const __m512i c = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k + 16 * h)));
+          const __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(c, zero));
+          for (int i = 0; i < M; ++i) part[i][h] = _mm512_fmadd_ps(v, _mm512_loadu_ps(x + i * cols + k + 16 * h), part[i][h]);
+        }
+      if (k < end) {  // a group of 16 (mod 32)
+        const __m512i c = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k)));
+        const __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(c, zero));
+        for (int i = 0; i < M; ++i) part[i][0] = _mm512_fmadd_ps(v, _mm512_loadu_ps(x + i * cols + k), part[i][0]);
+      }
+      const __m512 scale = _mm512_set1_ps(p.scale);
+      for (int i = 0; i < M; ++i) acc[i] = _mm512_fmadd_ps(_mm512_add_ps(part[i][0], part[i][1]), scale, acc[i]);
+    }
+    for (int i = 0; i < M; ++i) y[i * ldy + r] = _mm512_reduce_add_ps(acc[i]);
+  }
+}
+
+bool has_e4m3fn_nan(const uint8_t* row, std::size_t n) {
+  const __m512i mag = _mm512_set1_epi8(0x7F);
+  std::size_t k = 0;
+  for (; k + 64 <= n; k += 64)
+    if (_mm512_cmpeq_epi8_mask(_mm512_and_si512(_mm512_loadu_si512(row + k), mag), mag) != 0) return true;
+  for (; k < n; ++k)
+    if ((row[k] & 0x7F) == 0x7F) return true;
+  return false;
+}
+
+// 16 fp8 codes -> 16 floats, times 2^8 for e4m3fn (folded into the scale).
+template <bool kE4m3fn>
+__m512 fp8_to_float(const uint8_t* p) {
+  const __m256i v = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  if (!kE4m3fn) return _mm512_cvtph_ps(_mm256_slli_epi16(v, 8));
+  const __m256i t = _mm256_slli_epi16(v, 7);
+  return _mm512_cvtph_ps(_mm256_add_epi16(t, _mm256_and_si256(t, _mm256_set1_epi16(0x4000))));
+}
+
+template <int M, bool kE4m3fn>
+void gemv_fp8(const QWeight& w, std::size_t r0, std::size_t r1, const QInput& in, float* y, std::size_t ldy) {
+  const std::size_t cols = w.cols, n_groups = cols / w.group_size;
+  const float unit = kE4m3fn ? 256.0f : 1.0f;  // the float16 holds 2^-8 times the value; exact
+  const float* x = in.x;
+  for (std::size_t r = r0; r < r1; ++r) {
+    const uint8_t* row = w.codes + r * w.row_bytes;
+    if (kE4m3fn && has_e4m3fn_nan(row, cols)) {
+      gemv_decoded(w, r, r + 1, in, y, ldy);
+      continue;
+    }
+    __m512 acc[M];
+    for (int i = 0; i < M; ++i) acc[i] = _mm512_setzero_ps();
+    for (std::size_t g = 0; g < n_groups; ++g) {
+      __m512 part[M][2];
+      for (int i = 0; i < M; ++i) part[i][0] = part[i][1] = _mm512_setzero_ps();
+      std::size_t k = g * w.group_size;
+      const std::size_t end = k + w.group_size;
+      for (; k + 32 <= end; k += 32)
+        for (int h = 0; h < 2; ++h) {
+          const __m512 v = fp8_to_float<kE4m3fn>(row + k + 16 * h);
+          for (int i = 0; i < M; ++i) part[i][h] = _mm512_fmadd_ps(v, _mm512_loadu_ps(x + i * cols + k + 16 * h), part[i][h]);
+        }
+      if (k < end) {
+        const __m512 v = fp8_to_float<kE4m3fn>(row + k);
+        for (int i = 0; i < M; ++i) part[i][0] = _mm512_fmadd_ps(v, _mm512_loadu_ps(x + i * cols + k), part[i][0]);
+      }
+      const scalar::IntGroup p = scalar::int_group(w, r, g);
+      const __m512 scale = _mm512_set1_ps(p.scale * unit);
+      for (int i = 0; i < M; ++i) acc[i] = _mm512_fmadd_ps(_mm512_add_ps(part[i][0], part[i][1]), scale, acc[i]);
+    }
+    for (int i = 0; i < M; ++i) y[i * ldy + r] = _mm512_reduce_add_ps(acc[i]);
+  }
+}
+
+// Calls f.template operator()<M>() for the runtime m in 1..kMaxM.
+template <class F>
+void with_m(std::size_t m, F&& f) {
+  switch (m) {
+    case 1: return f(std::integral_constant<int, 1>{});
+    case 2: return f(std::integral_constant<int, 2>{});
+    case 3: return f(std::integral_constant<int, 3>{});
+    case 4: return f(std::integral_constant<int, 4>{});
+    case 5: return f(std::integral_constant<int, 5>{});
+    case 6: return f(std::integral_constant<int, 6>{});
+    case 7: return f(std::integral_constant<int, 7>{});
+    default: return f(std::integral_constant<int, 8>{});
+  }
+}
+
+// acc[r][*] = sum_k W[r, k] * panel[k][0..32) for R rows of buf (stride cols).
+template <int R>
+void micro_tile(const float* wr, std::size_t cols, const float* panel, float* tile) {
+  __m512 acc[R][2];
+  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  for (std::size_t k = 0; k < cols; ++k) {
+    const __m512 xa = _mm512_loadu_ps(panel + k * kPanel);
+    const __m512 xb = _mm512_loadu_ps(panel + k * kPanel + 16);
+    for (int r = 0; r < R; ++r) {
+      const __m512 wv = _mm512_set1_ps(wr[r * cols + k]);
+      acc[r][0] = _mm512_fmadd_ps(wv, xa, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(wv, xb, acc[r][1]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    _mm512_storeu_ps(tile + r * kPanel, acc[r][0]);
+    _mm512_storeu_ps(tile + r * kPanel + 16, acc[r][1]);
+  }
+}
+
+constexpr int kMicroRows = 12;
+
+}  // namespace
+
+void gemv_rows(const QWeight& w, std::size_t r0, std::size_t r1, const QInput& in, float* y, std::size_t ldy) {
+  const bool fp8 = w.format == QWeightFormat::kE4m3fn || w.format == QWeightFormat::kE5m2;
+  for (std::size_t i0 = 0; i0 < in.m; i0 += kMaxM) {
+    const std::size_t m = std::min<std::size_t>(kMaxM, in.m - i0);
+    const QInput part{in.x + i0 * w.cols, in.x_pairs == nullptr ? nullptr : in.x_pairs + i0 * w.cols, nullptr, m};
+    float* yp = y + i0 * ldy;
+    if (w.scheme.bits == 4 && part.x_pairs != nullptr && w.group_size % 32 == 0) {
+      with_m(m, [&](auto c) { gemv_4bit<decltype(c)::value>(w, r0, r1, part.x_pairs, yp, ldy); });
+    } else if (w.format == QWeightFormat::kIntq && w.scheme.bits == 8 && w.group_size % 16 == 0) {
+      with_m(m, [&](auto c) { gemv_8bit<decltype(c)::value>(w, r0, r1, part.x, yp, ldy); });
+    } else if (fp8 && w.group_size % 16 == 0) {
+      if (w.format == QWeightFormat::kE4m3fn)
+        with_m(m, [&](auto c) { gemv_fp8<decltype(c)::value, true>(w, r0, r1, part, yp, ldy); });
+      else
+        with_m(m, [&](auto c) { gemv_fp8<decltype(c)::value, false>(w, r0, r1, part, yp, ldy); });
+    } else {
+      gemv_decoded(w, r0, r1, part, yp, ldy);
+    }
+  }
+}
+
+void gemm_rows(const QWeight& w, std::size_t r0, std::size_t r1, const QInput& in, float* buf, float* y,
+               std::size_t ldy) {
+  const std::size_t cols = w.cols, n = r1 - r0;
+  scalar::decode_rows(w, r0, n, buf);
+  alignas(64) float tile[kMicroRows * kPanel];
+  for (std::size_t rb = 0; rb < n; rb += kMicroRows) {
+    const std::size_t nr = std::min<std::size_t>(kMicroRows, n - rb);
+    for (std::size_t p = 0; p * kPanel < in.m; ++p) {
+      const float* panel = in.x_panels + p * cols * kPanel;
+      const float* wr = buf + rb * cols;
+      switch (nr) {
+        case 12: micro_tile<12>(wr, cols, panel, tile); break;
+        case 11: micro_tile<11>(wr, cols, panel, tile); break;
+        case 10: micro_tile<10>(wr, cols, panel, tile); break;
+        case 9: micro_tile<9>(wr, cols, panel, tile); break;
+        case 8: micro_tile<8>(wr, cols, panel, tile); break;
+        case 7: micro_tile<7>(wr, cols, panel, tile); break;
+        case 6: micro_tile<6>(wr, cols, panel, tile); break;
+        case 5: micro_tile<5>(wr, cols, panel, tile); break;
+        case 4: micro_tile<4>(wr, cols, panel, tile); break;
+        case 3: micro_tile<3>(wr, cols, panel, tile); break;
+        case 2: micro_tile<2>(wr, cols, panel, tile); break;
+        default: micro_tile<1>(wr, cols, panel, tile); break;
+      }
+      const std::size_t valid = std::min(kPanel, in.m - p * kPanel);
+      for (std::size_t r = 0; r < nr; ++r)
+        for (std::size_t j = 0; j < valid; ++j) y[(p * kPanel + j) * ldy + r0 + rb + r] = tile[r * kPanel + j];
+    }
+  }
+}
+
+void qdot_rows_int8(const QWeight& w, std::size_t r0, std::size_t r1, const QInputInt8& in, uint8_t* buf, float* y,
+                    std::size_t ldy) {
+  int8_ymm::qdot_rows(w, r0, r1, in, buf, y, ldy);
+}
+
+}  // namespace quantcore::avx512
