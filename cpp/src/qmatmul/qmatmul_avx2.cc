@@ -3,7 +3,7 @@
 // gemv_rows: rows decoded by the shared (dispatched) decoders into an L1-sized buffer, then
 // dotted with 4 accumulators; gemm_rows: kGemmRows rows decoded into buf and a 3 x 32
 // register-blocked microkernel (12 accumulators of 8 floats); qdot_rows_int8: the shared
-// 256-bit integer loops (qmatmul_int8_ymm.h).
+// 256-bit integer loops (qmatmul_ymm.h).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -14,7 +14,7 @@
 namespace quantcore::avx2 {
 namespace {
 
-#include "qmatmul_int8_ymm.h"
+#include "qmatmul_ymm.h"
 
 float dot(const float* a, const float* b, std::size_t n) {
   __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
@@ -26,7 +26,7 @@ float dot(const float* a, const float* b, std::size_t n) {
     s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k + 24), _mm256_loadu_ps(b + k + 24), s3);
   }
   for (; k + 8 <= n; k += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), s0);
-  float sum = int8_ymm::hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+  float sum = ymm::hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
   for (; k < n; ++k) sum += a[k] * b[k];
   return sum;
 }
@@ -86,7 +86,7 @@ void gemm_rows(const QWeight& w, std::size_t r0, std::size_t r1, const QInput& i
 
 void qdot_rows_int8(const QWeight& w, std::size_t r0, std::size_t r1, const QInputInt8& in, uint8_t* buf, float* y,
                     std::size_t ldy) {
-  int8_ymm::qdot_rows(w, r0, r1, in, buf, y, ldy);
+  ymm::qdot_rows(w, r0, r1, in, buf, y, ldy);
 }
 
 }  // namespace quantcore::avx2

@@ -24,7 +24,7 @@
 namespace quantcore::avx512 {
 namespace {
 
-#include "qmatmul_int8_ymm.h"
+#include "qmatmul_ymm.h"
 
 constexpr int kMaxM = 8;
 
@@ -51,27 +51,28 @@ void gemv_decoded(const QWeight& w, std::size_t r0, std::size_t r1, const QInput
   }
 }
 
-// The 16 weights codes 0..15 stand for in group g of row r.
-__m512 table_4bit(const QWeight& w, std::size_t r, std::size_t g) {
+// The 16 weights codes 0..15 stand for in group g (parameters p of the row).
+__m512 table_4bit(const QWeight& w, const ymm::RowGroups& p, std::size_t g) {
   const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-  const scalar::IntGroup p = scalar::int_group(w, r, g);
-  const __m512 scale = _mm512_set1_ps(p.scale);
+  const __m512 scale = _mm512_set1_ps(p.scale[g]);
   if (w.format == QWeightFormat::kQ4_1)  // c * d, rounded, then + m (no fused multiply-add)
-    return _mm512_add_ps(_mm512_mul_ps(iota, scale), _mm512_set1_ps(p.offset));
+    return _mm512_add_ps(_mm512_mul_ps(iota, scale), _mm512_set1_ps(p.offset[g]));
   if (w.scheme.kind == IntqKind::kNf4) return _mm512_mul_ps(_mm512_loadu_ps(kNf4Codebook), scale);
-  return _mm512_mul_ps(_mm512_sub_ps(iota, _mm512_set1_ps(static_cast<float>(p.zero))), scale);
+  return _mm512_mul_ps(_mm512_sub_ps(iota, _mm512_set1_ps(p.zero[g])), scale);
 }
 
 template <int M>
 void gemv_4bit(const QWeight& w, std::size_t r0, std::size_t r1, const float* x, float* y, std::size_t ldy) {
   const std::size_t cols = w.cols, n_groups = cols / w.group_size, per_group = w.group_size / 32;
   const __m512i low = _mm512_set1_epi32(0x0F);
+  ymm::RowGroups p(n_groups);
   for (std::size_t r = r0; r < r1; ++r) {
     const uint8_t* row = w.codes + r * w.row_bytes;
+    ymm::row_groups(w, r, p);
     __m512 acc[M][2];
     for (int i = 0; i < M; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
     for (std::size_t g = 0; g < n_groups; ++g) {
-      const __m512 table = table_4bit(w, r, g);
+      const __m512 table = table_4bit(w, p, g);
       for (std::size_t b = g * per_group; b < (g + 1) * per_group; ++b) {
         const __m512i bytes = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 16 * b)));
         const __m512 even = _mm512_permutexvar_ps(_mm512_and_si512(bytes, low), table);
@@ -89,13 +90,14 @@ void gemv_4bit(const QWeight& w, std::size_t r0, std::size_t r1, const float* x,
 template <int M>
 void gemv_8bit(const QWeight& w, std::size_t r0, std::size_t r1, const float* x, float* y, std::size_t ldy) {
   const std::size_t cols = w.cols, n_groups = cols / w.group_size;
+  ymm::RowGroups p(n_groups);
   for (std::size_t r = r0; r < r1; ++r) {
     const uint8_t* row = w.codes + r * w.row_bytes;
+    ymm::row_groups(w, r, p);
     __m512 acc[M];
     for (int i = 0; i < M; ++i) acc[i] = _mm512_setzero_ps();
     for (std::size_t g = 0; g < n_groups; ++g) {
-      const scalar::IntGroup p = scalar::int_group(w, r, g);
-      const __m512i zero = _mm512_set1_epi32(p.zero);
+      const __m512i zero = _mm512_set1_epi32(static_cast<int32_t>(p.zero[g]));
       __m512 part[M][2];
       for (int i = 0; i < M; ++i) part[i][0] = part[i][1] = _mm512_setzero_ps();
       std::size_t k = g * w.group_size;
@@ -111,7 +113,7 @@ void gemv_8bit(const QWeight& w, std::size_t r0, std::size_t r1, const float* x,
         const __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(c, zero));
         for (int i = 0; i < M; ++i) part[i][0] = _mm512_fmadd_ps(v, _mm512_loadu_ps(x + i * cols + k), part[i][0]);
       }
-      const __m512 scale = _mm512_set1_ps(p.scale);
+      const __m512 scale = _mm512_set1_ps(p.scale[g]);
       for (int i = 0; i < M; ++i) acc[i] = _mm512_fmadd_ps(_mm512_add_ps(part[i][0], part[i][1]), scale, acc[i]);
     }
     for (int i = 0; i < M; ++i) y[i * ldy + r] = _mm512_reduce_add_ps(acc[i]);
@@ -142,12 +144,14 @@ void gemv_fp8(const QWeight& w, std::size_t r0, std::size_t r1, const QInput& in
   const std::size_t cols = w.cols, n_groups = cols / w.group_size;
   const float unit = kE4m3fn ? 256.0f : 1.0f;  // the float16 holds 2^-8 times the value; exact
   const float* x = in.x;
+  ymm::RowGroups p(n_groups);
   for (std::size_t r = r0; r < r1; ++r) {
     const uint8_t* row = w.codes + r * w.row_bytes;
     if (kE4m3fn && has_e4m3fn_nan(row, cols)) {
       gemv_decoded(w, r, r + 1, in, y, ldy);
       continue;
     }
+    ymm::row_groups(w, r, p);
     __m512 acc[M];
     for (int i = 0; i < M; ++i) acc[i] = _mm512_setzero_ps();
     for (std::size_t g = 0; g < n_groups; ++g) {
@@ -164,8 +168,7 @@ void gemv_fp8(const QWeight& w, std::size_t r0, std::size_t r1, const QInput& in
         const __m512 v = fp8_to_float<kE4m3fn>(row + k);
         for (int i = 0; i < M; ++i) part[i][0] = _mm512_fmadd_ps(v, _mm512_loadu_ps(x + i * cols + k), part[i][0]);
       }
-      const scalar::IntGroup p = scalar::int_group(w, r, g);
-      const __m512 scale = _mm512_set1_ps(p.scale * unit);
+      const __m512 scale = _mm512_set1_ps(p.scale[g] * unit);
       for (int i = 0; i < M; ++i) acc[i] = _mm512_fmadd_ps(_mm512_add_ps(part[i][0], part[i][1]), scale, acc[i]);
     }
     for (int i = 0; i < M; ++i) y[i * ldy + r] = _mm512_reduce_add_ps(acc[i]);
@@ -265,7 +268,7 @@ void gemm_rows(const QWeight& w, std::size_t r0, std::size_t r1, const QInput& i
 
 void qdot_rows_int8(const QWeight& w, std::size_t r0, std::size_t r1, const QInputInt8& in, uint8_t* buf, float* y,
                     std::size_t ldy) {
-  int8_ymm::qdot_rows(w, r0, r1, in, buf, y, ldy);
+  ymm::qdot_rows(w, r0, r1, in, buf, y, ldy);
 }
 
 }  // namespace quantcore::avx512
