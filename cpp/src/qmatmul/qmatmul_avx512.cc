@@ -9,7 +9,8 @@
 //   fp8 (group a multiple of 16): e5m2 is the high byte of a float16; e4m3fn << 7 is a float16
 //     of 2^-8 times the value (exponent bias 15 vs 7), sign moved from bit 14 to 15 by adding
 //     bit 14 to itself; vcvtph2ps converts exactly (subnormals included). A row holding a NaN
-//     code (S.1111.111) takes the decode-and-dot path so the NaN reaches the result.
+//     code (S.1111.111, seen as the largest magnitude byte, tracked on the way) is redone by
+//     the decode-and-dot path so the NaN reaches the result.
 // gemm_rows decodes kGemmRows rows into buf and runs a 12 x 32 register-blocked microkernel
 // (24 accumulators): per k, two loads of the x panel and 12 broadcasts of W.
 #include <immintrin.h>
@@ -120,21 +121,14 @@ void gemv_8bit(const QWeight& w, std::size_t r0, std::size_t r1, const float* x,
   }
 }
 
-bool has_e4m3fn_nan(const uint8_t* row, std::size_t n) {
-  const __m512i mag = _mm512_set1_epi8(0x7F);
-  std::size_t k = 0;
-  for (; k + 64 <= n; k += 64)
-    if (_mm512_cmpeq_epi8_mask(_mm512_and_si512(_mm512_loadu_si512(row + k), mag), mag) != 0) return true;
-  for (; k < n; ++k)
-    if ((row[k] & 0x7F) == 0x7F) return true;
-  return false;
-}
-
-// 16 fp8 codes -> 16 floats, times 2^8 for e4m3fn (folded into the scale).
+// 16 fp8 codes -> 16 floats, times 2^8 for e4m3fn (folded into the scale). magnitude keeps the
+// largest magnitude code seen: 0x7F (NaN, the largest) means the row needs the exact path.
 template <bool kE4m3fn>
-__m512 fp8_to_float(const uint8_t* p) {
-  const __m256i v = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+__m512 fp8_to_float(const uint8_t* p, __m128i& magnitude) {
+  const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  const __m256i v = _mm256_cvtepu8_epi16(bytes);
   if (!kE4m3fn) return _mm512_cvtph_ps(_mm256_slli_epi16(v, 8));
+  magnitude = _mm_max_epu8(magnitude, _mm_and_si128(bytes, _mm_set1_epi8(0x7F)));
   const __m256i t = _mm256_slli_epi16(v, 7);
   return _mm512_cvtph_ps(_mm256_add_epi16(t, _mm256_and_si256(t, _mm256_set1_epi16(0x4000))));
 }
@@ -147,11 +141,8 @@ void gemv_fp8(const QWeight& w, std::size_t r0, std::size_t r1, const QInput& in
   ymm::RowGroups p(n_groups);
   for (std::size_t r = r0; r < r1; ++r) {
     const uint8_t* row = w.codes + r * w.row_bytes;
-    if (kE4m3fn && has_e4m3fn_nan(row, cols)) {
-      gemv_decoded(w, r, r + 1, in, y, ldy);
-      continue;
-    }
     ymm::row_groups(w, r, p);
+    __m128i magnitude = _mm_setzero_si128();
     __m512 acc[M];
     for (int i = 0; i < M; ++i) acc[i] = _mm512_setzero_ps();
     for (std::size_t g = 0; g < n_groups; ++g) {
@@ -161,15 +152,19 @@ void gemv_fp8(const QWeight& w, std::size_t r0, std::size_t r1, const QInput& in
       const std::size_t end = k + w.group_size;
       for (; k + 32 <= end; k += 32)
         for (int h = 0; h < 2; ++h) {
-          const __m512 v = fp8_to_float<kE4m3fn>(row + k + 16 * h);
+          const __m512 v = fp8_to_float<kE4m3fn>(row + k + 16 * h, magnitude);
           for (int i = 0; i < M; ++i) part[i][h] = _mm512_fmadd_ps(v, _mm512_loadu_ps(x + i * cols + k + 16 * h), part[i][h]);
         }
       if (k < end) {
-        const __m512 v = fp8_to_float<kE4m3fn>(row + k);
+        const __m512 v = fp8_to_float<kE4m3fn>(row + k, magnitude);
         for (int i = 0; i < M; ++i) part[i][0] = _mm512_fmadd_ps(v, _mm512_loadu_ps(x + i * cols + k), part[i][0]);
       }
       const __m512 scale = _mm512_set1_ps(p.scale[g] * unit);
       for (int i = 0; i < M; ++i) acc[i] = _mm512_fmadd_ps(_mm512_add_ps(part[i][0], part[i][1]), scale, acc[i]);
+    }
+    if (kE4m3fn && _mm_movemask_epi8(_mm_cmpeq_epi8(magnitude, _mm_set1_epi8(0x7F))) != 0) {
+      gemv_decoded(w, r, r + 1, in, y, ldy);  // a NaN code: decode exactly so the NaN propagates
+      continue;
     }
     for (int i = 0; i < M; ++i) y[i * ldy + r] = _mm512_reduce_add_ps(acc[i]);
   }
