@@ -88,6 +88,34 @@ void gemv_4bit(const QWeight& w, std::size_t r0, std::size_t r1, const float* x,
   }
 }
 
+// acc[i] += scale * sum over the group [k0, k0 + n) of decode(k) * x[i, k], n a multiple of 16;
+// decode(k) gives the 16 weights (less the scale) at k. Two partial sums per batch row, kept in
+// named registers (an array indexed in a loop went through the stack).
+template <int M, class Decode>
+inline void group_dot(Decode decode, const float* x, std::size_t cols, std::size_t k0, std::size_t n, __m512 scale,
+                      __m512* acc) {
+  __m512 p0[M], p1[M];
+#pragma GCC unroll 8
+  for (int i = 0; i < M; ++i) p0[i] = p1[i] = _mm512_setzero_ps();
+  std::size_t k = k0;
+  const std::size_t end = k0 + n;
+  for (; k + 32 <= end; k += 32) {
+    const __m512 v0 = decode(k), v1 = decode(k + 16);
+#pragma GCC unroll 8
+    for (int i = 0; i < M; ++i) {
+      p0[i] = _mm512_fmadd_ps(v0, _mm512_loadu_ps(x + i * cols + k), p0[i]);
+      p1[i] = _mm512_fmadd_ps(v1, _mm512_loadu_ps(x + i * cols + k + 16), p1[i]);
+    }
+  }
+  if (k < end) {  // a group of 16 (mod 32)
+    const __m512 v0 = decode(k);
+#pragma GCC unroll 8
+    for (int i = 0; i < M; ++i) p0[i] = _mm512_fmadd_ps(v0, _mm512_loadu_ps(x + i * cols + k), p0[i]);
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < M; ++i) acc[i] = _mm512_fmadd_ps(_mm512_add_ps(p0[i], p1[i]), scale, acc[i]);
+}
+
 template <int M>
 void gemv_8bit(const QWeight& w, std::size_t r0, std::size_t r1, const float* x, float* y, std::size_t ldy) {
   const std::size_t cols = w.cols, n_groups = cols / w.group_size;
@@ -99,23 +127,11 @@ void gemv_8bit(const QWeight& w, std::size_t r0, std::size_t r1, const float* x,
     for (int i = 0; i < M; ++i) acc[i] = _mm512_setzero_ps();
     for (std::size_t g = 0; g < n_groups; ++g) {
       const __m512i zero = _mm512_set1_epi32(static_cast<int32_t>(p.zero[g]));
-      __m512 part[M][2];
-      for (int i = 0; i < M; ++i) part[i][0] = part[i][1] = _mm512_setzero_ps();
-      std::size_t k = g * w.group_size;
-      const std::size_t end = k + w.group_size;
-      for (; k + 32 <= end; k += 32)
-        for (int h = 0; h < 2; ++h) {
-          const __m512i c = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k + 16 * h)));
-          const __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(c, zero));
-          for (int i = 0; i < M; ++i) part[i][h] = _mm512_fmadd_ps(v, _mm512_loadu_ps(x + i * cols + k + 16 * h), part[i][h]);
-        }
-      if (k < end) {  // a group of 16 (mod 32)
+      auto code = [&](std::size_t k) {
         const __m512i c = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k)));
-        const __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(c, zero));
-        for (int i = 0; i < M; ++i) part[i][0] = _mm512_fmadd_ps(v, _mm512_loadu_ps(x + i * cols + k), part[i][0]);
-      }
-      const __m512 scale = _mm512_set1_ps(p.scale[g]);
-      for (int i = 0; i < M; ++i) acc[i] = _mm512_fmadd_ps(_mm512_add_ps(part[i][0], part[i][1]), scale, acc[i]);
+        return _mm512_cvtepi32_ps(_mm512_sub_epi32(c, zero));
+      };
+      group_dot<M>(code, x, cols, g * w.group_size, w.group_size, _mm512_set1_ps(p.scale[g]), acc);
     }
     for (int i = 0; i < M; ++i) y[i * ldy + r] = _mm512_reduce_add_ps(acc[i]);
   }
@@ -146,21 +162,8 @@ void gemv_fp8(const QWeight& w, std::size_t r0, std::size_t r1, const QInput& in
     __m512 acc[M];
     for (int i = 0; i < M; ++i) acc[i] = _mm512_setzero_ps();
     for (std::size_t g = 0; g < n_groups; ++g) {
-      __m512 part[M][2];
-      for (int i = 0; i < M; ++i) part[i][0] = part[i][1] = _mm512_setzero_ps();
-      std::size_t k = g * w.group_size;
-      const std::size_t end = k + w.group_size;
-      for (; k + 32 <= end; k += 32)
-        for (int h = 0; h < 2; ++h) {
-          const __m512 v = fp8_to_float<kE4m3fn>(row + k + 16 * h, magnitude);
-          for (int i = 0; i < M; ++i) part[i][h] = _mm512_fmadd_ps(v, _mm512_loadu_ps(x + i * cols + k + 16 * h), part[i][h]);
-        }
-      if (k < end) {
-        const __m512 v = fp8_to_float<kE4m3fn>(row + k, magnitude);
-        for (int i = 0; i < M; ++i) part[i][0] = _mm512_fmadd_ps(v, _mm512_loadu_ps(x + i * cols + k), part[i][0]);
-      }
-      const __m512 scale = _mm512_set1_ps(p.scale[g] * unit);
-      for (int i = 0; i < M; ++i) acc[i] = _mm512_fmadd_ps(_mm512_add_ps(part[i][0], part[i][1]), scale, acc[i]);
+      auto code = [&](std::size_t k) { return fp8_to_float<kE4m3fn>(row + k, magnitude); };
+      group_dot<M>(code, x, cols, g * w.group_size, w.group_size, _mm512_set1_ps(p.scale[g] * unit), acc);
     }
     if (kE4m3fn && _mm_movemask_epi8(_mm_cmpeq_epi8(magnitude, _mm_set1_epi8(0x7F))) != 0) {
       gemv_decoded(w, r, r + 1, in, y, ldy);  // a NaN code: decode exactly so the NaN propagates
