@@ -266,6 +266,8 @@ void gemm_rows(const QWeight& w, std::size_t r0, std::size_t r1, const QInput& i
 
 void qdot_rows_int8(const QWeight& w, std::size_t r0, std::size_t r1, const QInputInt8& in, uint8_t* buf, float* y,
                     std::size_t ldy) {
+  static const bool vnni = __builtin_cpu_supports("avx512vnni");
+  if (vnni && avx512vnni::qdot_rows_int8(w, r0, r1, in, y, ldy)) return;
   ymm::qdot_rows(w, r0, r1, in, buf, y, ldy);
 }
 
