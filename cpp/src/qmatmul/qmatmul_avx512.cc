@@ -12,7 +12,8 @@
 //     code (S.1111.111, seen as the largest magnitude byte, tracked on the way) is redone by
 //     the decode-and-dot path so the NaN reaches the result.
 // gemm_rows decodes kGemmRows rows into buf and runs a 12 x 32 register-blocked microkernel
-// (24 accumulators): per k, two loads of the x panel and 12 broadcasts of W.
+// (24 accumulators): per k, two loads of the x panel and 12 broadcasts of W from a k-major
+// chunk of 256 columns.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -188,16 +189,19 @@ void with_m(std::size_t m, F&& f) {
   }
 }
 
-// acc[r][*] = sum_k W[r, k] * panel[k][0..32) for R rows of buf (stride cols).
+// tile[r][0..32) += sum over kc steps of wt[k][r] * panel[k][0..32) for R rows (wt packed [kc][R]).
 template <int R>
-void micro_tile(const float* wr, std::size_t cols, const float* panel, float* tile) {
+void micro_tile(const float* wt, std::size_t kc, const float* panel, float* tile) {
   __m512 acc[R][2];
-  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-  for (std::size_t k = 0; k < cols; ++k) {
+  for (int r = 0; r < R; ++r) {
+    acc[r][0] = _mm512_loadu_ps(tile + r * kPanel);
+    acc[r][1] = _mm512_loadu_ps(tile + r * kPanel + 16);
+  }
+  for (std::size_t k = 0; k < kc; ++k) {
     const __m512 xa = _mm512_loadu_ps(panel + k * kPanel);
     const __m512 xb = _mm512_loadu_ps(panel + k * kPanel + 16);
     for (int r = 0; r < R; ++r) {
-      const __m512 wv = _mm512_set1_ps(wr[r * cols + k]);
+      const __m512 wv = _mm512_set1_ps(wt[k * R + r]);
       acc[r][0] = _mm512_fmadd_ps(wv, xa, acc[r][0]);
       acc[r][1] = _mm512_fmadd_ps(wv, xb, acc[r][1]);
     }
@@ -233,31 +237,45 @@ void gemv_rows(const QWeight& w, std::size_t r0, std::size_t r1, const QInput& i
   }
 }
 
+// Per block of 12 rows and chunk of kChunk columns: the rows are packed k-major (one stream of
+// broadcasts, L1-resident) and run against every x panel, the 12 x 32 results accumulating in
+// a per-panel tile.
 void gemm_rows(const QWeight& w, std::size_t r0, std::size_t r1, const QInput& in, float* buf, float* y,
                std::size_t ldy) {
-  const std::size_t cols = w.cols, n = r1 - r0;
+  constexpr std::size_t kChunk = 256;
+  const std::size_t cols = w.cols, n = r1 - r0, n_panels = (in.m + kPanel - 1) / kPanel;
   scalar::decode_rows(w, r0, n, buf);
-  alignas(64) float tile[kMicroRows * kPanel];
+  std::vector<float> tiles(n_panels * kMicroRows * kPanel);
+  alignas(64) float wt[kChunk * kMicroRows];
   for (std::size_t rb = 0; rb < n; rb += kMicroRows) {
     const std::size_t nr = std::min<std::size_t>(kMicroRows, n - rb);
-    for (std::size_t p = 0; p * kPanel < in.m; ++p) {
-      const float* panel = in.x_panels + p * cols * kPanel;
-      const float* wr = buf + rb * cols;
-      switch (nr) {
-        case 12: micro_tile<12>(wr, cols, panel, tile); break;
-        case 11: micro_tile<11>(wr, cols, panel, tile); break;
-        case 10: micro_tile<10>(wr, cols, panel, tile); break;
-        case 9: micro_tile<9>(wr, cols, panel, tile); break;
-        case 8: micro_tile<8>(wr, cols, panel, tile); break;
-        case 7: micro_tile<7>(wr, cols, panel, tile); break;
-        case 6: micro_tile<6>(wr, cols, panel, tile); break;
-        case 5: micro_tile<5>(wr, cols, panel, tile); break;
-        case 4: micro_tile<4>(wr, cols, panel, tile); break;
-        case 3: micro_tile<3>(wr, cols, panel, tile); break;
-        case 2: micro_tile<2>(wr, cols, panel, tile); break;
-        default: micro_tile<1>(wr, cols, panel, tile); break;
+    std::fill(tiles.begin(), tiles.end(), 0.0f);
+    for (std::size_t k0 = 0; k0 < cols; k0 += kChunk) {
+      const std::size_t kc = std::min(kChunk, cols - k0);
+      for (std::size_t r = 0; r < nr; ++r)
+        for (std::size_t k = 0; k < kc; ++k) wt[k * nr + r] = buf[(rb + r) * cols + k0 + k];
+      for (std::size_t p = 0; p < n_panels; ++p) {
+        const float* panel = in.x_panels + p * cols * kPanel + k0 * kPanel;
+        float* tile = &tiles[p * kMicroRows * kPanel];
+        switch (nr) {
+          case 12: micro_tile<12>(wt, kc, panel, tile); break;
+          case 11: micro_tile<11>(wt, kc, panel, tile); break;
+          case 10: micro_tile<10>(wt, kc, panel, tile); break;
+          case 9: micro_tile<9>(wt, kc, panel, tile); break;
+          case 8: micro_tile<8>(wt, kc, panel, tile); break;
+          case 7: micro_tile<7>(wt, kc, panel, tile); break;
+          case 6: micro_tile<6>(wt, kc, panel, tile); break;
+          case 5: micro_tile<5>(wt, kc, panel, tile); break;
+          case 4: micro_tile<4>(wt, kc, panel, tile); break;
+          case 3: micro_tile<3>(wt, kc, panel, tile); break;
+          case 2: micro_tile<2>(wt, kc, panel, tile); break;
+          default: micro_tile<1>(wt, kc, panel, tile); break;
+        }
       }
+    }
+    for (std::size_t p = 0; p < n_panels; ++p) {
       const std::size_t valid = std::min(kPanel, in.m - p * kPanel);
+      const float* tile = &tiles[p * kMicroRows * kPanel];
       for (std::size_t r = 0; r < nr; ++r)
         for (std::size_t j = 0; j < valid; ++j) y[(p * kPanel + j) * ldy + r0 + rb + r] = tile[r * kPanel + j];
     }
