@@ -182,7 +182,11 @@ def _quantize_activations(x, block):
     return q, sx
 
 
-INT8_CONFIGS = [c for c in CONFIGS if c[0] in INT8_SCHEMES] + [("int4", 128, True, np.float16, 4096)]
+INT8_CONFIGS = [c for c in CONFIGS if c[0] in INT8_SCHEMES] + [
+    ("int4", 128, True, np.float16, 4096),  # blocks of 128: the integer sums span the group
+    ("int8", 64, False, np.float32, 192),
+    ("int8", 256, True, np.float16, 512),
+]
 
 
 @pytest.mark.parametrize("isa", ISAS)

@@ -55,8 +55,8 @@ void qmatmul(const py::array& x, int format, int kind, int bits, int scale_type,
     require(static_cast<std::size_t>(bias.size()) == rows, "matmul: bias has the wrong size");
   }
   if (int8_activations) {
-    require(block >= 1 && block <= 32 && (gs == cols || gs % block == 0),
-            "matmul: block must be in 1..32 and divide the group");
+    require(block >= 1 && block <= 256 && (gs == cols || gs % block == 0),
+            "matmul: block must be in 1..256 and divide the group");
     require(fmt == QWeightFormat::kQ4_1 || (fmt == QWeightFormat::kIntq && s.kind != IntqKind::kNf4),
             "matmul: activations='int8' needs integer codes");
   }

@@ -17,9 +17,11 @@ Float results differ from a float64 reference only by float32 rounding of produc
 (summation order varies with the instruction set).
 
 activations="int8" (integer schemes: int8/int4/int3/int2, q4_0, q4_1, q8_0): each row of x is
-cut into blocks of B values, B = 32 when the weight group is a multiple of 32 or the whole row
-(group_size -1 or 0; the row's last block may be shorter), else B = gcd(group_size, 32), so a
-block never straddles two groups. A block is quantized as
+cut into blocks of B values (activation_block(qt)): B = group_size when it is a multiple of 32
+up to 256 (int4 g128: 128; q4_0 / q8_0: 32, as llama.cpp's q8_0 activations), B = 32 for other
+multiples of 32 and for a scale per row or tensor (group_size -1 or 0; the row's last block may
+be shorter), else B = gcd(group_size, 32); a block never straddles two groups. A block of a
+whole group lets the integer sums run over the group before any float work. A block is quantized as
     sx = absmax / 127 (float32),   q = clip(rint(x / sx), -127, 127)   (q = 0 when absmax = 0)
 and the inner products are integer: per block and weight row, idot = sum((code - zero) * q) in
 int32 (exact), then y += sx * (scale * idot + offset * sum(q)) in float32 (offset = m for q4_1,
@@ -56,6 +58,8 @@ _FORMATS = {
 def activation_block(qt: QuantizedTensor) -> int:
     """The block B of the int8 activation quantization for this tensor (module docstring)."""
     g = qt.group_size
+    if g > 0 and g % 32 == 0 and g <= 256:
+        return g
     if g in (-1, 0) or g % 32 == 0:
         return 32
     return math.gcd(g, 32)

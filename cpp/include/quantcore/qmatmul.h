@@ -14,7 +14,7 @@
 // only by summation order.
 //
 // The int8-activation path (activations="int8"): every row of x is cut into blocks of
-// `block` values (32, or a divisor of the weight group: see python/quantcore/matmul.py), each
+// `block` values (at most 256, within one weight group: see python/quantcore/matmul.py), each
 // quantized as sx = absmax / 127 (float32), q = clamp(rint(x / sx), -127, 127) (q = 0 when
 // absmax = 0). Per block and weight row: idot = sum(code * q) exactly in int32, and
 //   y += sx * (scale * (idot - zero * sum(q)) + offset * sum(q))

@@ -9,7 +9,7 @@
 // and vpmaddwd sums pairs into int32. Each block's 8 int32 lanes are converted to float and
 // scaled by sx * scale; lanes are summed once per row. Only the float epilogue's summation order
 // differs from scalar::qdot_rows_int8.
-// Requires: in.block == 32, w.cols % 32 == 0, w.group_size % 32 == 0.
+// Requires: in.block % 32 == 0, w.cols % 32 == 0, w.group_size % in.block == 0.
 namespace ymm {
 
 // A row's group parameters, converted once per row instead of once per group:
@@ -63,7 +63,7 @@ inline float hsum(__m256 v) {
 // in the q_pairs order.
 inline void rows_4bit(const QWeight& w, std::size_t r0, std::size_t r1, const QInputInt8& in, uint8_t* buf,
                       float* y, std::size_t ldy) {
-  const std::size_t cols = w.cols, n_blocks = cols / 32, per_group = w.group_size / 32;
+  const std::size_t cols = w.cols, n_blocks = cols / 32, per_group = w.group_size / 32, per_block = in.block / 32;
   const __m128i low = _mm_set1_epi8(0x0F);
   const __m256i ones = _mm256_set1_epi16(1);
   std::vector<float> scale(n_blocks), offset(n_blocks);
@@ -86,28 +86,17 @@ inline void rows_4bit(const QWeight& w, std::size_t r0, std::size_t r1, const QI
       const int8_t* q = in.q_pairs + i * cols;
       const float* sx = in.sx + i * in.n_blocks;
       const int32_t* qsum = in.qsum + i * in.n_blocks;
-      __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+      __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
       float tail = 0.0f;
-      std::size_t b = 0;
-      for (; b + 2 <= n_blocks; b += 2) {
-        const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ws + 32 * b));
-        const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ws + 32 * b + 32));
-        const __m256i q0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * b));
-        const __m256i q1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * b + 32));
-        const __m256i d0 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w0), _mm256_sign_epi8(q0, w0)), ones);
-        const __m256i d1 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w1), _mm256_sign_epi8(q1, w1)), ones);
-        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d0), _mm256_set1_ps(sx[b] * scale[b]), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d1), _mm256_set1_ps(sx[b + 1] * scale[b + 1]), acc1);
-        tail += sx[b] * (offset[b] * static_cast<float>(qsum[b])) + sx[b + 1] * (offset[b + 1] * static_cast<float>(qsum[b + 1]));
-      }
-      for (; b < n_blocks; ++b) {
+      for (std::size_t b = 0; b < n_blocks; ++b) {  // chunks of 32; activation block b / per_block
+        const std::size_t a = b / per_block;
         const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ws + 32 * b));
         const __m256i q0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * b));
         const __m256i d0 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w0), _mm256_sign_epi8(q0, w0)), ones);
-        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d0), _mm256_set1_ps(sx[b] * scale[b]), acc0);
-        tail += sx[b] * (offset[b] * static_cast<float>(qsum[b]));
+        acc[b & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d0), _mm256_set1_ps(sx[a] * scale[b]), acc[b & 1]);
+        if (b % per_block == 0) tail += sx[a] * (offset[b] * static_cast<float>(qsum[a]));
       }
-      y[i * ldy + r] = hsum(_mm256_add_ps(acc0, acc1)) + tail;
+      y[i * ldy + r] = hsum(_mm256_add_ps(acc[0], acc[1])) + tail;
     }
   }
 }
@@ -115,7 +104,7 @@ inline void rows_4bit(const QWeight& w, std::size_t r0, std::size_t r1, const QI
 // 8-bit codes: w = code - zero as int16 (asymmetric int8 spans -255..255), vpmaddwd with q.
 inline void rows_8bit(const QWeight& w, std::size_t r0, std::size_t r1, const QInputInt8& in, float* y,
                       std::size_t ldy) {
-  const std::size_t cols = w.cols, n_blocks = cols / 32, per_group = w.group_size / 32;
+  const std::size_t cols = w.cols, n_blocks = cols / 32, per_group = w.group_size / 32, per_block = in.block / 32;
   std::vector<int16_t> ws(cols);
   std::vector<float> scale(n_blocks);
   RowGroups p(w.cols / w.group_size);
@@ -140,7 +129,7 @@ inline void rows_8bit(const QWeight& w, std::size_t r0, std::size_t r1, const QI
         const __m256i q0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 32 * b)));
         const __m256i q1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 32 * b + 16)));
         const __m256i d = _mm256_add_epi32(_mm256_madd_epi16(w0, q0), _mm256_madd_epi16(w1, q1));
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(sx[b] * scale[b]), acc);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(sx[b / per_block] * scale[b]), acc);
       }
       y[i * ldy + r] = hsum(acc);
     }
@@ -150,7 +139,7 @@ inline void rows_8bit(const QWeight& w, std::size_t r0, std::size_t r1, const QI
 // The fast paths where they apply, else the scalar reference.
 inline void qdot_rows(const QWeight& w, std::size_t r0, std::size_t r1, const QInputInt8& in, uint8_t* buf,
                       float* y, std::size_t ldy) {
-  const bool aligned = in.block == 32 && w.cols % 32 == 0 && w.group_size % 32 == 0;
+  const bool aligned = in.block % 32 == 0 && w.cols % 32 == 0 && w.group_size % in.block == 0;
   if (aligned && w.scheme.bits == 4 && in.q_pairs != nullptr)
     return rows_4bit(w, r0, r1, in, buf, y, ldy);
   if (aligned && w.scheme.bits == 8 && w.format == QWeightFormat::kIntq)
