@@ -72,6 +72,9 @@ struct QInputInt8 {
   /* Large batches: the same from x_panels, W rows decoded into buf (a few rows * cols). */   \
   X(void, gemm_rows, (const QWeight& w, std::size_t r0, std::size_t r1, const QInput& in,     \
                       float* buf, float* y, std::size_t ldy))                                 \
+  /* x [cols] -> q, sx, qsum in blocks of `block` (the last may be shorter): see above. */   \
+  X(void, quantize_int8, (const float* x, std::size_t cols, std::size_t block, int8_t* q,     \
+                          float* sx, int32_t* qsum))                                          \
   /* The int8-activation path (integer schemes only: kIntq but not kNf4, kQ4_1). */          \
   X(void, qdot_rows_int8, (const QWeight& w, std::size_t r0, std::size_t r1,                 \
                            const QInputInt8& in, uint8_t* buf, float* y, std::size_t ldy))
@@ -115,9 +118,6 @@ struct IntGroup {
   float offset;
 };
 IntGroup int_group(const QWeight& w, std::size_t r, std::size_t g);
-// x [cols] -> q, sx, qsum in blocks of `block` (the last may be shorter).
-void quantize_int8(const float* x, std::size_t cols, std::size_t block, int8_t* q, float* sx,
-                   int32_t* qsum);
 }  // namespace scalar
 
 // The whole call (bindings): y [m, rows] = x [m, cols] @ W.T (+ bias), over the thread pool.

@@ -84,6 +84,10 @@ void gemm_rows(const QWeight& w, std::size_t r0, std::size_t r1, const QInput& i
   }
 }
 
+void quantize_int8(const float* x, std::size_t cols, std::size_t block, int8_t* q, float* sx, int32_t* qsum) {
+  scalar::quantize_int8(x, cols, block, q, sx, qsum);  // a small share of the work: the reference serves
+}
+
 void qdot_rows_int8(const QWeight& w, std::size_t r0, std::size_t r1, const QInputInt8& in, uint8_t* buf, float* y,
                     std::size_t ldy) {
   ymm::qdot_rows(w, r0, r1, in, buf, y, ldy);

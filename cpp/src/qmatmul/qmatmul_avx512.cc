@@ -282,6 +282,37 @@ void gemm_rows(const QWeight& w, std::size_t r0, std::size_t r1, const QInput& i
   }
 }
 
+// Bit-identical to scalar::quantize_int8: the same float32 absmax / 127, IEEE division and
+// round-to-nearest-even.
+void quantize_int8(const float* x, std::size_t cols, std::size_t block, int8_t* q, float* sx, int32_t* qsum) {
+  if (block % 16 != 0) return scalar::quantize_int8(x, cols, block, q, sx, qsum);
+  for (std::size_t b = 0, k0 = 0; k0 < cols; ++b, k0 += block) {
+    const std::size_t n = std::min(block, cols - k0);
+    auto mask = [&](std::size_t k) {
+      return n - k >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (n - k)) - 1);
+    };
+    __m512 amax = _mm512_setzero_ps();
+    for (std::size_t k = 0; k < n; k += 16) amax = _mm512_max_ps(amax, _mm512_abs_ps(_mm512_maskz_loadu_ps(mask(k), x + k0 + k)));
+    const float s = _mm512_reduce_max_ps(amax) / 127.0f;
+    sx[b] = s;
+    if (s == 0.0f) {
+      std::fill_n(q + k0, n, int8_t{0});
+      qsum[b] = 0;
+      continue;
+    }
+    const __m512 sv = _mm512_set1_ps(s), lim = _mm512_set1_ps(127.0f);
+    __m512i sum = _mm512_setzero_si512();
+    for (std::size_t k = 0; k < n; k += 16) {
+      const __m512 v = _mm512_roundscale_ps(_mm512_div_ps(_mm512_maskz_loadu_ps(mask(k), x + k0 + k), sv),
+                                            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      const __m512i iv = _mm512_cvtps_epi32(_mm512_min_ps(lim, _mm512_max_ps(_mm512_sub_ps(_mm512_setzero_ps(), lim), v)));
+      sum = _mm512_add_epi32(sum, iv);  // masked-off lanes are 0
+      _mm_mask_storeu_epi8(q + k0 + k, mask(k), _mm512_cvtepi32_epi8(iv));
+    }
+    qsum[b] = _mm512_reduce_add_epi32(sum);
+  }
+}
+
 void qdot_rows_int8(const QWeight& w, std::size_t r0, std::size_t r1, const QInputInt8& in, uint8_t* buf, float* y,
                     std::size_t ldy) {
   static const bool vnni = __builtin_cpu_supports("avx512vnni");

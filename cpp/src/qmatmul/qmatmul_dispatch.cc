@@ -60,7 +60,7 @@ void qmatmul(const QWeight& w, const float* x, std::size_t m, const float* bias,
     std::vector<int32_t> qsum(m * n_blocks);
     parallel_for(m, std::max<std::size_t>(1, kGemvGrain / cols), [&](std::size_t i0, std::size_t i1) {
       for (std::size_t i = i0; i < i1; ++i) {
-        scalar::quantize_int8(x + i * cols, cols, block, &q[i * cols], &sx[i * n_blocks], &qsum[i * n_blocks]);
+        kernels.quantize_int8(x + i * cols, cols, block, &q[i * cols], &sx[i * n_blocks], &qsum[i * n_blocks]);
         if (pairs) to_pairs(&q[i * cols], cols, &q_pairs[i * cols]);
       }
     });
