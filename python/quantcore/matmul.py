@@ -29,6 +29,11 @@ else 0; q4_1 has zero = 0). This is llama.cpp's q8 activation scheme, with a flo
 
 If the tensor carries an input permutation `perm` (GPTQ act-order: it holds W[:, perm]), x is
 gathered once per call as x[..., perm].
+
+Memory: besides qt.nbytes (codes, scales, zero points: nothing is cached on the tensor), a call
+allocates only per-call buffers proportional to x (a float32 copy of x, the GEMM's 32-row panels
+of x, the int8 copy of x) and per-thread decode buffers of 24 rows of W (24 * in_features * 4
+bytes per thread).
 """
 
 from __future__ import annotations
@@ -120,9 +125,13 @@ def matmul(x: np.ndarray, qt: QuantizedTensor, *, bias: np.ndarray | None = None
     if out is not None:
         check_out(out, "matmul", shape, _F32)
     perm = getattr(qt, "perm", None)
-    x2 = a.reshape(-1, in_features) if a.flags.c_contiguous else a.reshape(-1, in_features)
+    x2 = a.reshape(-1, in_features)
     if perm is not None:
-        x2 = np.take(x2, np.asarray(perm), axis=1)
+        perm = np.asarray(perm)
+        if perm.shape != (in_features,) or perm.dtype.kind not in "iu":
+            raise ValueError(f"matmul: qt.perm must be an integer array of shape ({in_features},) "
+                             f"(got {perm.dtype.name} {perm.shape})")
+        x2 = np.take(x2, perm, axis=1)  # one gather per call; an out-of-range index raises IndexError
     x2 = np.ascontiguousarray(x2, dtype=np.float32)
     if activations == "int8" and not np.isfinite(x2).all():
         raise ValueError("matmul: x must be finite with activations='int8' (got NaN or inf)")
