@@ -66,7 +66,6 @@ __m512 table_4bit(const QWeight& w, const ymm::RowGroups& p, std::size_t g) {
 template <int M>
 void gemv_4bit(const QWeight& w, std::size_t r0, std::size_t r1, const float* x, float* y, std::size_t ldy) {
   const std::size_t cols = w.cols, n_groups = cols / w.group_size, per_group = w.group_size / 32;
-  const __m512i low = _mm512_set1_epi32(0x0F);
   ymm::RowGroups p(n_groups);
   for (std::size_t r = r0; r < r1; ++r) {
     const uint8_t* row = w.codes + r * w.row_bytes;
@@ -77,7 +76,7 @@ void gemv_4bit(const QWeight& w, std::size_t r0, std::size_t r1, const float* x,
       const __m512 table = table_4bit(w, p, g);
       for (std::size_t b = g * per_group; b < (g + 1) * per_group; ++b) {
         const __m512i bytes = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 16 * b)));
-        const __m512 even = _mm512_permutexvar_ps(_mm512_and_si512(bytes, low), table);
+        const __m512 even = _mm512_permutexvar_ps(bytes, table);  // vpermps reads index bits 0-3 only
         const __m512 odd = _mm512_permutexvar_ps(_mm512_srli_epi32(bytes, 4), table);
         for (int i = 0; i < M; ++i) {
           acc[i][0] = _mm512_fmadd_ps(even, _mm512_loadu_ps(x + i * cols + 32 * b), acc[i][0]);
@@ -115,6 +114,43 @@ inline void group_dot(Decode decode, const float* x, std::size_t cols, std::size
   }
 #pragma GCC unroll 8
   for (int i = 0; i < M; ++i) acc[i] = _mm512_fmadd_ps(_mm512_add_ps(p0[i], p1[i]), scale, acc[i]);
+}
+
+// Groups of a multiple of 128 with x in x_wide order: 64 bytes = 16 words of 8 codes each;
+// word >> 4t holds code 8j + t in its low 4 bits, which is all vpermps reads, so 16 weights
+// cost one shift, one permute and one multiply-add (no widening shuffle).
+template <int M>
+void gemv_4bit_wide(const QWeight& w, std::size_t r0, std::size_t r1, const float* x, float* y, std::size_t ldy) {
+  // Independent sums per batch row: enough that the multiply-add latency (4 cycles) never
+  // waits, within the 32 vector registers.
+  constexpr int kChains = M == 1 ? 8 : M <= 3 ? 4 : 2;
+  const std::size_t cols = w.cols, n_groups = cols / w.group_size, per_group = w.group_size / 128;
+  ymm::RowGroups p(n_groups);
+  for (std::size_t r = r0; r < r1; ++r) {
+    const uint8_t* row = w.codes + r * w.row_bytes;
+    ymm::row_groups(w, r, p);
+    __m512 acc[M][kChains];
+    for (int i = 0; i < M; ++i)
+      for (int c = 0; c < kChains; ++c) acc[i][c] = _mm512_setzero_ps();
+    for (std::size_t g = 0; g < n_groups; ++g) {
+      const __m512 table = table_4bit(w, p, g);
+      for (std::size_t b = g * per_group; b < (g + 1) * per_group; ++b) {
+        const __m512i words = _mm512_loadu_si512(row + 64 * b);
+#pragma GCC unroll 8
+        for (int t = 0; t < 8; ++t) {
+          const __m512 v = _mm512_permutexvar_ps(t == 0 ? words : _mm512_srli_epi32(words, 4 * t), table);
+#pragma GCC unroll 8
+          for (int i = 0; i < M; ++i)
+            acc[i][t % kChains] = _mm512_fmadd_ps(v, _mm512_loadu_ps(x + i * cols + 128 * b + 16 * t), acc[i][t % kChains]);
+        }
+      }
+    }
+    for (int i = 0; i < M; ++i) {
+      __m512 sum = acc[i][0];
+      for (int c = 1; c < kChains; ++c) sum = _mm512_add_ps(sum, acc[i][c]);
+      y[i * ldy + r] = _mm512_reduce_add_ps(sum);
+    }
+  }
 }
 
 template <int M>
@@ -220,9 +256,12 @@ void gemv_rows(const QWeight& w, std::size_t r0, std::size_t r1, const QInput& i
   const bool fp8 = w.format == QWeightFormat::kE4m3fn || w.format == QWeightFormat::kE5m2;
   for (std::size_t i0 = 0; i0 < in.m; i0 += kMaxM) {
     const std::size_t m = std::min<std::size_t>(kMaxM, in.m - i0);
-    const QInput part{in.x + i0 * w.cols, in.x_pairs == nullptr ? nullptr : in.x_pairs + i0 * w.cols, nullptr, m};
+    const QInput part{in.x + i0 * w.cols, in.x_pairs == nullptr ? nullptr : in.x_pairs + i0 * w.cols,
+                      in.x_wide == nullptr ? nullptr : in.x_wide + i0 * w.cols, nullptr, m};
     float* yp = y + i0 * ldy;
-    if (w.scheme.bits == 4 && part.x_pairs != nullptr && w.group_size % 32 == 0) {
+    if (w.scheme.bits == 4 && part.x_wide != nullptr && w.group_size % 128 == 0) {
+      with_m(m, [&](auto c) { gemv_4bit_wide<decltype(c)::value>(w, r0, r1, part.x_wide, yp, ldy); });
+    } else if (w.scheme.bits == 4 && part.x_pairs != nullptr && w.group_size % 32 == 0) {
       with_m(m, [&](auto c) { gemv_4bit<decltype(c)::value>(w, r0, r1, part.x_pairs, yp, ldy); });
     } else if (w.format == QWeightFormat::kIntq && w.scheme.bits == 8 && w.group_size % 16 == 0) {
       with_m(m, [&](auto c) { gemv_8bit<decltype(c)::value>(w, r0, r1, part.x, yp, ldy); });

@@ -33,6 +33,14 @@ void to_pairs(const T* src, std::size_t cols, T* dst) {
     }
 }
 
+// Each block of 128 as 8 vectors of 16: vector t holds positions 8j + t (the 4-bit codes that
+// a 32-bit word j of the block's bytes shifted right by 4t puts in its low bits).
+void to_wide(const float* src, std::size_t cols, float* dst) {
+  for (std::size_t b = 0; b < cols; b += 128)
+    for (std::size_t t = 0; t < 8; ++t)
+      for (std::size_t j = 0; j < 16; ++j) dst[b + 16 * t + j] = src[b + 8 * j + t];
+}
+
 }  // namespace
 
 const QmatmulKernels& qmatmul_kernels() {
@@ -70,9 +78,11 @@ void qmatmul(const QWeight& w, const float* x, std::size_t m, const float* bias,
       kernels.qdot_rows_int8(w, r0, r1, in, buf.data(), y, rows);
     });
   } else if (m <= 8) {
-    std::vector<float> x_pairs(pairs ? m * cols : 0);
+    const bool wide = pairs && cols % 128 == 0;
+    std::vector<float> x_pairs(pairs ? m * cols : 0), x_wide(wide ? m * cols : 0);
     for (std::size_t i = 0; pairs && i < m; ++i) to_pairs(x + i * cols, cols, &x_pairs[i * cols]);
-    const QInput in{x, pairs ? x_pairs.data() : nullptr, nullptr, m};
+    for (std::size_t i = 0; wide && i < m; ++i) to_wide(x + i * cols, cols, &x_wide[i * cols]);
+    const QInput in{x, pairs ? x_pairs.data() : nullptr, wide ? x_wide.data() : nullptr, nullptr, m};
     parallel_for(rows, row_grain, [&](std::size_t r0, std::size_t r1) { kernels.gemv_rows(w, r0, r1, in, y, rows); });
   } else {
     const std::size_t n_panels = (m + kPanel - 1) / kPanel;
@@ -87,7 +97,7 @@ void qmatmul(const QWeight& w, const float* x, std::size_t m, const float* bias,
           }
       }
     });
-    const QInput in{x, nullptr, panels.data(), m};
+    const QInput in{x, nullptr, nullptr, panels.data(), m};
     const std::size_t n_tiles = (rows + kGemmRows - 1) / kGemmRows;
     parallel_for(n_tiles, 1, [&](std::size_t t0, std::size_t t1) {
       std::vector<float> buf(kGemmRows * cols);
