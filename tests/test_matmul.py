@@ -48,6 +48,13 @@ CONFIGS = [
     ("q4_0", 32, True, np.float16, 96),
     ("q4_1", 32, False, np.float16, 96),
     ("q8_0", 32, True, np.float16, 96),
+    # in_features a multiple of 128: the AVX-512 GEMV paths over 64-byte words of 4-bit codes
+    ("q4_0", 32, True, np.float16, 256),
+    ("int4", 32, False, ml_dtypes.bfloat16, 128),
+    ("int4", 64, False, np.float16, 384),
+    ("nf4", 32, True, np.float16, 256),
+    ("nf4", 128, True, np.float32, 256),
+    ("q4_1", 32, False, np.float16, 256),
 ]
 CONFIG_IDS = [f"{s}-g{g}-{'sym' if sym else 'asym'}-K{k}" for s, g, sym, _, k in CONFIGS]
 

@@ -153,6 +153,56 @@ void gemv_4bit_wide(const QWeight& w, std::size_t r0, std::size_t r1, const floa
   }
 }
 
+// Groups of 32 or 64 (q4_0, int4 g32 / g64, nf4) with x in x_wide order: lane j of a 128-value
+// chunk holds codes 8j .. 8j + 7, all in group j * 8 / group_size. The table gives code - zero
+// (symmetric; nf4: the code book entry) or the code itself (asymmetric: the lane's zero point is
+// subtracted, exactly), the chunk's 8 products per lane are summed, and the lane's scale is
+// applied once per chunk.
+template <int M>
+void gemv_4bit_lanes(const QWeight& w, std::size_t r0, std::size_t r1, const float* x, float* y, std::size_t ldy) {
+  constexpr int kChains = M == 1 ? 4 : 2;
+  const std::size_t cols = w.cols, n_groups = cols / w.group_size, groups_per_chunk = 128 / w.group_size;
+  const bool asymmetric = w.scheme.kind == IntqKind::kAsymmetric;
+  const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512 table = w.scheme.kind == IntqKind::kNf4 ? _mm512_loadu_ps(kNf4Codebook)
+                       : asymmetric ? iota
+                                    : _mm512_sub_ps(iota, _mm512_set1_ps(static_cast<float>(1 << (w.scheme.bits - 1))));
+  const int lane_shift = w.group_size == 32 ? 2 : 3;  // lane j is in group j >> lane_shift of the chunk
+  const __m512i lane_group = _mm512_srli_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                               lane_shift);
+  const __mmask16 first = static_cast<__mmask16>((1u << groups_per_chunk) - 1);
+  ymm::RowGroups p(n_groups);
+  for (std::size_t r = r0; r < r1; ++r) {
+    const uint8_t* row = w.codes + r * w.row_bytes;
+    ymm::row_groups(w, r, p);
+    __m512 acc[M];
+    for (int i = 0; i < M; ++i) acc[i] = _mm512_setzero_ps();
+    for (std::size_t b = 0; b < cols / 128; ++b) {
+      const std::size_t g0 = b * groups_per_chunk;
+      const __m512 lane_scale = _mm512_permutexvar_ps(lane_group, _mm512_maskz_loadu_ps(first, &p.scale[g0]));
+      const __m512 lane_zero = _mm512_permutexvar_ps(lane_group, _mm512_maskz_loadu_ps(first, &p.zero[g0]));
+      const __m512i words = _mm512_loadu_si512(row + 64 * b);
+      __m512 part[M][kChains];
+      for (int i = 0; i < M; ++i)
+        for (int c = 0; c < kChains; ++c) part[i][c] = _mm512_setzero_ps();
+#pragma GCC unroll 8
+      for (int t = 0; t < 8; ++t) {
+        __m512 v = _mm512_permutexvar_ps(t == 0 ? words : _mm512_srli_epi32(words, 4 * t), table);
+        if (asymmetric) v = _mm512_sub_ps(v, lane_zero);
+#pragma GCC unroll 8
+        for (int i = 0; i < M; ++i)
+          part[i][t % kChains] = _mm512_fmadd_ps(v, _mm512_loadu_ps(x + i * cols + 128 * b + 16 * t), part[i][t % kChains]);
+      }
+      for (int i = 0; i < M; ++i) {
+        __m512 sum = part[i][0];
+        for (int c = 1; c < kChains; ++c) sum = _mm512_add_ps(sum, part[i][c]);
+        acc[i] = _mm512_fmadd_ps(sum, lane_scale, acc[i]);
+      }
+    }
+    for (int i = 0; i < M; ++i) y[i * ldy + r] = _mm512_reduce_add_ps(acc[i]);
+  }
+}
+
 template <int M>
 void gemv_8bit(const QWeight& w, std::size_t r0, std::size_t r1, const float* x, float* y, std::size_t ldy) {
   const std::size_t cols = w.cols, n_groups = cols / w.group_size;
@@ -261,6 +311,8 @@ void gemv_rows(const QWeight& w, std::size_t r0, std::size_t r1, const QInput& i
     float* yp = y + i0 * ldy;
     if (w.scheme.bits == 4 && part.x_wide != nullptr && w.group_size % 128 == 0) {
       with_m(m, [&](auto c) { gemv_4bit_wide<decltype(c)::value>(w, r0, r1, part.x_wide, yp, ldy); });
+    } else if (w.format == QWeightFormat::kIntq && part.x_wide != nullptr && (w.group_size == 32 || w.group_size == 64)) {
+      with_m(m, [&](auto c) { gemv_4bit_lanes<decltype(c)::value>(w, r0, r1, part.x_wide, yp, ldy); });
     } else if (w.scheme.bits == 4 && part.x_pairs != nullptr && w.group_size % 32 == 0) {
       with_m(m, [&](auto c) { gemv_4bit<decltype(c)::value>(w, r0, r1, part.x_pairs, yp, ldy); });
     } else if (w.format == QWeightFormat::kIntq && w.scheme.bits == 8 && w.group_size % 16 == 0) {
