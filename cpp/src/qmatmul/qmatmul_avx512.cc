@@ -1,10 +1,15 @@
-// AVX-512 quantized matmul (compiled with -mavx512f/bw/dq/vl and the AVX2 flags).
+// AVX-512 quantized matmul (compiled with -mavx512f/bw/dq/vl and the AVX2 flags). The int8
+// activation path uses qmatmul_avx512vnni.cc where the CPU has VNNI, else the 256-bit loops.
 //
 // gemv_rows decodes codes in registers, never through memory:
 //   4-bit (int4 sym/asym, nf4, q4_0, q4_1; group a multiple of 32): per group, a 16-entry table
 //     holds the exact dequantized value of each code ((c - zero) * scale, nf4[c] * scale,
 //     c * d + m), and vpermps turns 16 codes into 16 weights. A byte holds an even code (low
 //     nibble) and an odd code (high nibble), so x comes in x_pairs order and no code is moved.
+//     With in_features a multiple of 128, 64 bytes are read as 16 words of 8 codes and x comes
+//     in x_wide order: a shift puts one code of every word in the low nibble, all that vpermps
+//     reads (groups of 128k: gemv_4bit_wide; groups of 32 / 64, q4_0 among them: the table
+//     holds code - zero and each lane's scale is applied once per 128 values, gemv_4bit_lanes).
 //   8-bit (int8, q8_0; group a multiple of 16): sum((code - zero) * x) per group, times scale.
 //   fp8 (group a multiple of 16): e5m2 is the high byte of a float16; e4m3fn << 7 is a float16
 //     of 2^-8 times the value (exponent bias 15 vs 7), sign moved from bit 14 to 15 by adding
