@@ -74,23 +74,6 @@ IntGroup int_group(const QWeight& w, std::size_t r, std::size_t g) {
   return {scale, 1 << (w.scheme.bits - 1), 0.0f};
 }
 
-void quantize_int8(const float* x, std::size_t cols, std::size_t block, int8_t* q, float* sx, int32_t* qsum) {
-  for (std::size_t b = 0, k0 = 0; k0 < cols; ++b, k0 += block) {
-    const std::size_t k1 = std::min(cols, k0 + block);
-    float amax = 0.0f;
-    for (std::size_t k = k0; k < k1; ++k) amax = std::max(amax, std::fabs(x[k]));
-    const float s = amax / 127.0f;
-    int32_t sum = 0;
-    for (std::size_t k = k0; k < k1; ++k) {
-      const float v = s == 0.0f ? 0.0f : std::nearbyint(x[k] / s);
-      q[k] = static_cast<int8_t>(std::min(127.0f, std::max(-127.0f, v)));
-      sum += q[k];
-    }
-    sx[b] = s;
-    qsum[b] = sum;
-  }
-}
-
 void gemv_rows(const QWeight& w, std::size_t r0, std::size_t r1, const QInput& in, float* y, std::size_t ldy) {
   std::vector<float> row(w.cols);
   for (std::size_t r = r0; r < r1; ++r) {
@@ -115,6 +98,23 @@ void gemm_rows(const QWeight& w, std::size_t r0, std::size_t r1, const QInput& i
       for (std::size_t k = 0; k < w.cols; ++k) sum += x[k] * wr[k];
       y[i * ldy + r] = sum;
     }
+  }
+}
+
+void quantize_int8(const float* x, std::size_t cols, std::size_t block, int8_t* q, float* sx, int32_t* qsum) {
+  for (std::size_t b = 0, k0 = 0; k0 < cols; ++b, k0 += block) {
+    const std::size_t k1 = std::min(cols, k0 + block);
+    float amax = 0.0f;
+    for (std::size_t k = k0; k < k1; ++k) amax = std::max(amax, std::fabs(x[k]));
+    const float s = amax / 127.0f;
+    int32_t sum = 0;
+    for (std::size_t k = k0; k < k1; ++k) {
+      const float v = s == 0.0f ? 0.0f : std::nearbyint(x[k] / s);
+      q[k] = static_cast<int8_t>(std::min(127.0f, std::max(-127.0f, v)));
+      sum += q[k];
+    }
+    sx[b] = s;
+    qsum[b] = sum;
   }
 }
 
