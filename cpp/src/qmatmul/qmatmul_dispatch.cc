@@ -1,6 +1,7 @@
 // The quantized-matmul kernel tables, and the driver that prepares x once per call and splits
 // the output features over the thread pool.
 #include <algorithm>
+#include <atomic>
 #include <vector>
 
 #include "quantcore/dispatch.h"
@@ -18,7 +19,7 @@ namespace {
     return table;                                                                        \
   }()
 
-// Weights per GEMV task: enough to hide the pool's dispatch cost.
+// Weights per block of rows handed out (GEMV, int8 path): 64 Ki, a few microseconds of work.
 constexpr std::size_t kGemvGrain = 1 << 16;
 
 // Each block of 32 as its 16 even then its 16 odd positions: the order in which a 4-bit row's
@@ -39,6 +40,24 @@ void to_wide(const float* src, std::size_t cols, float* dst) {
   for (std::size_t b = 0; b < cols; b += 128)
     for (std::size_t t = 0; t < 8; ++t)
       for (std::size_t j = 0; j < 16; ++j) dst[b + 16 * t + j] = src[b + 8 * j + t];
+}
+
+// Dynamic split of [0, n) in blocks: each pool task calls task(next), and next(b, e) hands out
+// the following block until none is left. On a shared machine a thread that loses its core
+// then delays one small block, not a fixed share of the rows.
+template <class Task>
+void for_blocks(std::size_t n, std::size_t block, const Task& task) {
+  std::atomic<std::size_t> cursor{0};
+  auto next = [&](std::size_t& b, std::size_t& e) {
+    b = cursor.fetch_add(block, std::memory_order_relaxed);
+    e = std::min(n, b + block);
+    return b < n;
+  };
+  const std::size_t n_blocks = (n + block - 1) / block;
+  const std::size_t tasks = std::min<std::size_t>(n_blocks, static_cast<std::size_t>(get_num_threads()));
+  parallel_for(tasks, 1, [&](std::size_t t0, std::size_t t1) {
+    for (std::size_t t = t0; t < t1; ++t) task(next);
+  });
 }
 
 }  // namespace
@@ -73,9 +92,9 @@ void qmatmul(const QWeight& w, const float* x, std::size_t m, const float* bias,
       }
     });
     const QInputInt8 in{q.data(), pairs ? q_pairs.data() : nullptr, sx.data(), qsum.data(), m, block, n_blocks};
-    parallel_for(rows, row_grain, [&](std::size_t r0, std::size_t r1) {
+    for_blocks(rows, row_grain, [&](auto& next) {
       std::vector<uint8_t> buf(cols);
-      kernels.qdot_rows_int8(w, r0, r1, in, buf.data(), y, rows);
+      for (std::size_t r0, r1; next(r0, r1);) kernels.qdot_rows_int8(w, r0, r1, in, buf.data(), y, rows);
     });
   } else if (m <= 8) {
     const bool wide = pairs && cols % 128 == 0;
@@ -83,7 +102,9 @@ void qmatmul(const QWeight& w, const float* x, std::size_t m, const float* bias,
     for (std::size_t i = 0; pairs && i < m; ++i) to_pairs(x + i * cols, cols, &x_pairs[i * cols]);
     for (std::size_t i = 0; wide && i < m; ++i) to_wide(x + i * cols, cols, &x_wide[i * cols]);
     const QInput in{x, pairs ? x_pairs.data() : nullptr, wide ? x_wide.data() : nullptr, nullptr, m};
-    parallel_for(rows, row_grain, [&](std::size_t r0, std::size_t r1) { kernels.gemv_rows(w, r0, r1, in, y, rows); });
+    for_blocks(rows, row_grain, [&](auto& next) {
+      for (std::size_t r0, r1; next(r0, r1);) kernels.gemv_rows(w, r0, r1, in, y, rows);
+    });
   } else {
     const std::size_t n_panels = (m + kPanel - 1) / kPanel;
     std::vector<float> panels(n_panels * cols * kPanel);
@@ -99,10 +120,10 @@ void qmatmul(const QWeight& w, const float* x, std::size_t m, const float* bias,
     });
     const QInput in{x, nullptr, nullptr, panels.data(), m};
     const std::size_t n_tiles = (rows + kGemmRows - 1) / kGemmRows;
-    parallel_for(n_tiles, 1, [&](std::size_t t0, std::size_t t1) {
+    for_blocks(n_tiles, 1, [&](auto& next) {
       std::vector<float> buf(kGemmRows * cols);
-      for (std::size_t t = t0; t < t1; ++t)
-        kernels.gemm_rows(w, t * kGemmRows, std::min(rows, (t + 1) * kGemmRows), in, buf.data(), y, rows);
+      for (std::size_t t0, t1; next(t0, t1);)
+        kernels.gemm_rows(w, t0 * kGemmRows, std::min(rows, t1 * kGemmRows), in, buf.data(), y, rows);
     });
   }
   if (bias != nullptr)
