@@ -12,6 +12,7 @@ void bind_fp8(py::module_& m);
 void bind_gguf(py::module_& m);
 void bind_gptq(py::module_& m);
 void bind_intq(py::module_& m);
+void bind_qmatmul(py::module_& m);
 }
 
 PYBIND11_MODULE(_core, m) {
@@ -29,4 +30,5 @@ PYBIND11_MODULE(_core, m) {
   quantcore::bind::bind_gguf(m);
   quantcore::bind::bind_gptq(m);
   quantcore::bind::bind_intq(m);
+  quantcore::bind::bind_qmatmul(m);
 }

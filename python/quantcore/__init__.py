@@ -6,6 +6,8 @@ Modules:
     quantcore.quantize Group-wise int8/int4/int3/int2, NF4 and scaled FP8 quantization.
     quantcore.pack     Dense bit packing of 1..8-bit codes.
     quantcore.awq      AWQ: activation-aware scale and clip search, apply and fold.
+    quantcore.gptq     GPTQ: Hessian accumulation and error-feedback quantization of a layer.
+    quantcore.matmul   (the function) x @ W.T straight from a QuantizedTensor's packed codes.
 
 Functions: quantize(w, scheme, ...) -> QuantizedTensor, load(path), pack_bits, unpack_bits.
 
@@ -23,6 +25,7 @@ from quantcore._runtime import (
 from quantcore import awq, fp8, formats, gguf, gptq, metrics
 from quantcore.pack import pack_bits, unpack_bits
 from quantcore.quantize import QuantizedTensor, load, quantize
+from quantcore.matmul import matmul
 
 __all__ = [
     "QuantizedTensor",
@@ -35,6 +38,7 @@ __all__ = [
     "gguf",
     "gptq",
     "load",
+    "matmul",
     "metrics",
     "pack_bits",
     "quantize",

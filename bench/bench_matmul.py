@@ -1,0 +1,118 @@
+"""quantcore.matmul: GEMV and GEMM on a 4096 -> 11008 weight against numpy float32 (OpenBLAS).
+
+Run (numpy's baseline without the machine's OpenBLAS overrides, which slow it down):
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m pytest bench/bench_matmul.py \
+        --benchmark-only --benchmark-min-rounds=5
+Each group holds its baselines, so one run gives the ratios (printed at the end). Outputs are
+preallocated (out=). Results are checked after timing: a fast wrong answer fails.
+
+GEMV: weights from DRAM, not cache. Each call of ours takes the next of enough copies of the
+quantized weight (>= 512 MB in all) that no copy is cached when it comes round again; numpy's
+float32 weight is 180 MB, so it streams from DRAM anyway. "GB/s" counts the bytes a call must
+read (packed codes + scales + zero points + x + y), and the "copy" row (a 256 MB copy over 2
+threads: read + write bytes) gives this machine's bandwidth for the share-of-copy figure.
+GEMM: batch 128; "elements" counts floating-point operations, so "G el/s" reads as GFLOP/s.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import quantcore
+from conftest import parallel_copy
+
+N, K = 11008, 4096
+TOTAL_BYTES = 512 << 20
+GEMV_SCHEMES = [("int4", 128), ("q4_0", 32), ("q8_0", 32), ("fp8_e4m3fn", -1)]
+
+
+@pytest.fixture(scope="module")
+def weight() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return (rng.standard_normal((N, K)) * 0.02).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def x1() -> np.ndarray:
+    return np.random.default_rng(1).standard_normal((1, K)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def x128() -> np.ndarray:
+    return np.random.default_rng(2).standard_normal((128, K)).astype(np.float32)
+
+
+def _copies(qt: quantcore.QuantizedTensor) -> list:
+    """Distinct buffers holding the same tensor, >= TOTAL_BYTES in all."""
+    n = -(-TOTAL_BYTES // qt.nbytes)
+    copies = [qt]
+    for _ in range(n - 1):
+        zeros = None if qt.zeros is None else qt.zeros.copy()
+        copies.append(quantcore.QuantizedTensor(qt.scheme, qt.shape, qt.group_size, qt.symmetric, qt.codes.copy(),
+                                                qt.scales.copy(), zeros))
+    return copies
+
+
+def _check(y: np.ndarray, x: np.ndarray, qt: quantcore.QuantizedTensor) -> None:
+    w = qt.dequantize().astype(np.float64)
+    ref = x.astype(np.float64) @ w.T
+    tol = K * np.finfo(np.float32).eps * (np.abs(x).astype(np.float64) @ np.abs(w).T)
+    assert np.all(np.abs(y - ref) <= tol)
+
+
+@pytest.mark.parametrize("scheme,group", GEMV_SCHEMES, ids=[s for s, _ in GEMV_SCHEMES])
+def test_gemv_numpy_float32(benchmark, weight, x1, scheme, group):
+    benchmark.group = f"gemv {scheme} 1x{K} @ [{N}x{K}]^T, weights from DRAM"
+    out = np.empty((1, N), np.float32)
+    benchmark(np.matmul, x1, weight.T, out=out)
+    benchmark.extra_info.update(role="baseline", bytes=weight.nbytes)
+
+
+@pytest.mark.parametrize("scheme,group", GEMV_SCHEMES, ids=[s for s, _ in GEMV_SCHEMES])
+def test_gemv_copy(benchmark, copy_pool, scheme, group):
+    benchmark.group = f"gemv {scheme} 1x{K} @ [{N}x{K}]^T, weights from DRAM"
+    src = np.ones(TOTAL_BYTES // 2 // 4, np.float32)
+    dst = np.empty_like(src)
+    benchmark(parallel_copy, dst, src, copy_pool, 2)
+    benchmark.extra_info.update(role="copy", bytes=2 * src.nbytes)
+
+
+@pytest.mark.parametrize("scheme,group", GEMV_SCHEMES, ids=[s for s, _ in GEMV_SCHEMES])
+def test_gemv_quantcore(benchmark, weight, x1, scheme, group):
+    benchmark.group = f"gemv {scheme} 1x{K} @ [{N}x{K}]^T, weights from DRAM"
+    qt = quantcore.quantize(weight, scheme, group_size=group, symmetric=True)
+    copies = _copies(qt)
+    out = np.empty((1, N), np.float32)
+    state = {"i": 0}
+
+    def call():
+        state["i"] = (state["i"] + 1) % len(copies)
+        return quantcore.matmul(x1, copies[state["i"]], out=out)
+
+    benchmark.pedantic(call, rounds=max(20, 2 * len(copies)), iterations=1, warmup_rounds=len(copies))
+    benchmark.extra_info.update(bytes=qt.nbytes + x1.nbytes + out.nbytes, copies=len(copies),
+                                MB_per_copy=round(qt.nbytes / 2**20, 1))
+    _check(call(), x1, qt)
+
+
+def test_gemm_numpy_float32(benchmark, weight, x128):
+    benchmark.group = f"gemm int4 g128 128x{K} @ [{N}x{K}]^T"
+    out = np.empty((128, N), np.float32)
+    benchmark(np.matmul, x128, weight.T, out=out)
+    benchmark.extra_info.update(role="baseline", elements=2 * 128 * N * K)
+
+
+@pytest.mark.parametrize("activations", [None, "int8"])
+def test_gemm_quantcore(benchmark, weight, x128, activations):
+    benchmark.group = f"gemm int4 g128 128x{K} @ [{N}x{K}]^T"
+    qt = quantcore.quantize(weight, "int4", group_size=128, symmetric=True)
+    out = np.empty((128, N), np.float32)
+    benchmark(quantcore.matmul, x128, qt, out=out, activations=activations)
+    benchmark.extra_info.update(elements=2 * 128 * N * K)
+    y = quantcore.matmul(x128[:8], qt, activations=activations)
+    if activations is None:
+        _check(y, x128[:8], qt)
+    else:  # int8 activations: close to the float product (quantization error, not a bound)
+        ref = x128[:8].astype(np.float64) @ qt.dequantize().astype(np.float64).T
+        assert np.abs(y - ref).max() < 0.02 * np.abs(ref).max()

@@ -1,0 +1,137 @@
+// The quantized-matmul kernel tables, and the driver that prepares x once per call and splits
+// the output features over the thread pool.
+#include <algorithm>
+#include <atomic>
+#include <vector>
+
+#include "quantcore/dispatch.h"
+#include "quantcore/parallel.h"
+#include "quantcore/qmatmul.h"
+
+namespace quantcore {
+namespace {
+
+#define QUANTCORE_TABLE_ENTRY(ret, name, args) name,
+#define QUANTCORE_QMATMUL_TABLE(isa)                                                     \
+  []() -> const QmatmulKernels& {                                                        \
+    using namespace isa;                                                                 \
+    static const QmatmulKernels table{QUANTCORE_QMATMUL_KERNELS(QUANTCORE_TABLE_ENTRY)}; \
+    return table;                                                                        \
+  }()
+
+// Weights per block of rows handed out (GEMV, int8 path): 64 Ki, a few microseconds of work.
+constexpr std::size_t kGemvGrain = 1 << 16;
+
+// Each block of 32 as its 16 even then its 16 odd positions: the order in which a 4-bit row's
+// bytes hold codes (low nibble = even code, high nibble = odd code), so SIMD code needs no
+// shuffle of the codes.
+template <class T>
+void to_pairs(const T* src, std::size_t cols, T* dst) {
+  for (std::size_t b = 0; b < cols; b += 32)
+    for (std::size_t j = 0; j < 16; ++j) {
+      dst[b + j] = src[b + 2 * j];
+      dst[b + 16 + j] = src[b + 2 * j + 1];
+    }
+}
+
+// Each block of 128 as 8 vectors of 16: vector t holds positions 8j + t (the 4-bit codes that
+// a 32-bit word j of the block's bytes shifted right by 4t puts in its low bits).
+void to_wide(const float* src, std::size_t cols, float* dst) {
+  for (std::size_t b = 0; b < cols; b += 128)
+    for (std::size_t t = 0; t < 8; ++t)
+      for (std::size_t j = 0; j < 16; ++j) dst[b + 16 * t + j] = src[b + 8 * j + t];
+}
+
+// Dynamic split of [0, n) in blocks: each pool task calls task(next), and next(b, e) hands out
+// the following block until none is left. On a shared machine a thread that loses its core
+// then delays one small block, not a fixed share of the rows.
+template <class Task>
+void for_blocks(std::size_t n, std::size_t block, const Task& task) {
+  std::atomic<std::size_t> cursor{0};
+  auto next = [&](std::size_t& b, std::size_t& e) {
+    b = cursor.fetch_add(block, std::memory_order_relaxed);
+    e = std::min(n, b + block);
+    return b < n;
+  };
+  const std::size_t n_blocks = (n + block - 1) / block;
+  const std::size_t tasks = std::min<std::size_t>(n_blocks, static_cast<std::size_t>(get_num_threads()));
+  parallel_for(tasks, 1, [&](std::size_t t0, std::size_t t1) {
+    for (std::size_t t = t0; t < t1; ++t) task(next);
+  });
+}
+
+}  // namespace
+
+const QmatmulKernels& qmatmul_kernels() {
+  static const QmatmulKernels& scalar_table = QUANTCORE_QMATMUL_TABLE(scalar);
+#if defined(__x86_64__) || defined(_M_X64)
+  static const QmatmulKernels& avx2_table = QUANTCORE_QMATMUL_TABLE(avx2);
+  static const QmatmulKernels& avx512_table = QUANTCORE_QMATMUL_TABLE(avx512);
+  return select_kernels(scalar_table, avx2_table, avx512_table, scalar_table);
+#else
+  return scalar_table;
+#endif
+}
+
+void qmatmul(const QWeight& w, const float* x, std::size_t m, const float* bias, bool int8_activations,
+             std::size_t block, float* y) {
+  const QmatmulKernels& kernels = qmatmul_kernels();
+  const std::size_t rows = w.rows, cols = w.cols;
+  const bool pairs = w.scheme.bits == 4 && cols % 32 == 0 &&
+                     (w.format == QWeightFormat::kIntq || w.format == QWeightFormat::kQ4_1);
+  const std::size_t row_grain = std::max<std::size_t>(1, kGemvGrain / cols);
+  if (int8_activations) {
+    const std::size_t n_blocks = (cols + block - 1) / block;
+    std::vector<int8_t> q(m * cols), q_pairs(pairs ? m * cols : 0);
+    std::vector<float> sx(m * n_blocks);
+    std::vector<int32_t> qsum(m * n_blocks);
+    parallel_for(m, std::max<std::size_t>(1, kGemvGrain / cols), [&](std::size_t i0, std::size_t i1) {
+      for (std::size_t i = i0; i < i1; ++i) {
+        kernels.quantize_int8(x + i * cols, cols, block, &q[i * cols], &sx[i * n_blocks], &qsum[i * n_blocks]);
+        if (pairs) to_pairs(&q[i * cols], cols, &q_pairs[i * cols]);
+      }
+    });
+    const QInputInt8 in{q.data(), pairs ? q_pairs.data() : nullptr, sx.data(), qsum.data(), m, block, n_blocks};
+    for_blocks(rows, row_grain, [&](auto& next) {
+      std::vector<uint8_t> buf(cols);
+      for (std::size_t r0, r1; next(r0, r1);) kernels.qdot_rows_int8(w, r0, r1, in, buf.data(), y, rows);
+    });
+  } else if (m <= 8) {
+    const bool wide = pairs && cols % 128 == 0;
+    std::vector<float> x_pairs(pairs ? m * cols : 0), x_wide(wide ? m * cols : 0);
+    for (std::size_t i = 0; pairs && i < m; ++i) to_pairs(x + i * cols, cols, &x_pairs[i * cols]);
+    for (std::size_t i = 0; wide && i < m; ++i) to_wide(x + i * cols, cols, &x_wide[i * cols]);
+    const QInput in{x, pairs ? x_pairs.data() : nullptr, wide ? x_wide.data() : nullptr, nullptr, m};
+    for_blocks(rows, row_grain, [&](auto& next) {
+      for (std::size_t r0, r1; next(r0, r1);) kernels.gemv_rows(w, r0, r1, in, y, rows);
+    });
+  } else {
+    const std::size_t n_panels = (m + kPanel - 1) / kPanel;
+    std::vector<float> panels(n_panels * cols * kPanel);
+    parallel_for(n_panels, 1, [&](std::size_t p0, std::size_t p1) {
+      for (std::size_t p = p0; p < p1; ++p) {
+        float* dst = &panels[p * cols * kPanel];
+        for (std::size_t k = 0; k < cols; ++k)
+          for (std::size_t j = 0; j < kPanel; ++j) {
+            const std::size_t i = p * kPanel + j;
+            dst[k * kPanel + j] = i < m ? x[i * cols + k] : 0.0f;
+          }
+      }
+    });
+    const QInput in{x, nullptr, nullptr, panels.data(), m};
+    const std::size_t n_tiles = (rows + kGemmRows - 1) / kGemmRows;
+    for_blocks(n_tiles, 1, [&](auto& next) {
+      std::vector<float> buf(kGemmRows * cols);
+      for (std::size_t t0, t1; next(t0, t1);)
+        kernels.gemm_rows(w, t0 * kGemmRows, std::min(rows, t1 * kGemmRows), in, buf.data(), y, rows);
+    });
+  }
+  if (bias != nullptr)
+    for (std::size_t i = 0; i < m; ++i)
+      for (std::size_t r = 0; r < rows; ++r) y[i * rows + r] += bias[r];
+}
+
+#undef QUANTCORE_QMATMUL_TABLE
+#undef QUANTCORE_TABLE_ENTRY
+
+}  // namespace quantcore

@@ -1,0 +1,156 @@
+"""Quantized matmul on the CPU: y = x @ W.T straight from a QuantizedTensor's packed codes.
+
+W is what the tensor holds (`qt.dequantize()`), [out_features, in_features]. The dequantized
+weight is never materialized and the codes are not repacked: a call reads the packed bytes,
+the scales (and zero points) and x, so `qt.nbytes` is the whole weight memory. What varies with
+the batch size M (rows of x):
+
+    M <= 8 (GEMV)   codes decoded in registers (AVX-512: 4-bit codes through a 16-entry table
+                    of the group's exact weights, 8-bit and fp8 codes converted in place), rows
+                    of W split over the threads. x is reordered once per call to match the
+                    nibble order of 4-bit codes.
+    M > 8 (GEMM)    tiles of 24 rows of W decoded to float32 (the same values as dequantize())
+                    in a per-thread buffer, then a register-blocked fp32 microkernel over x,
+                    packed once per call in panels of 32 rows; tiles split over the threads.
+
+Float results differ from a float64 reference only by float32 rounding of products and sums
+(summation order varies with the instruction set).
+
+activations="int8" (integer schemes: int8/int4/int3/int2, q4_0, q4_1, q8_0): each row of x is
+cut into blocks of B values (activation_block(qt)): B = group_size when it is a multiple of 32
+up to 256 (int4 g128: 128; q4_0 / q8_0: 32, as llama.cpp's q8_0 activations), B = 32 for other
+multiples of 32 and for a scale per row or tensor (group_size -1 or 0; the row's last block may
+be shorter), else B = gcd(group_size, 32); a block never straddles two groups. A block of a
+whole group lets the integer sums run over the group before any float work. A block is quantized as
+    sx = absmax / 127 (float32),   q = clip(rint(x / sx), -127, 127)   (q = 0 when absmax = 0)
+and the inner products are integer: per block and weight row, idot = sum((code - zero) * q) in
+int32 (exact), then y += sx * (scale * idot + offset * sum(q)) in float32 (offset = m for q4_1,
+else 0; q4_1 has zero = 0). This is llama.cpp's q8 activation scheme, with a float32 block scale.
+
+If the tensor carries an input permutation `perm` (GPTQ act-order: it holds W[:, perm]), x is
+gathered once per call as x[..., perm].
+
+Memory: besides qt.nbytes (codes, scales, zero points: nothing is cached on the tensor), a call
+allocates only per-call buffers proportional to x (a float32 copy of x, the GEMM's 32-row panels
+of x, the int8 copy of x) and per-thread decode buffers of 24 rows of W (24 * in_features * 4
+bytes per thread).
+"""
+
+from __future__ import annotations
+
+import math
+
+import ml_dtypes
+import numpy as np
+
+from quantcore import _core
+from quantcore._checks import as_array, check_out
+from quantcore.quantize import _SCALE_TYPE_CODE, QuantizedTensor
+
+_F32 = np.dtype(np.float32)
+_X_DTYPES = (_F32, np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16))
+_ACTIVATIONS = (None, "int8")
+INT8_SCHEMES = ("int8", "int4", "int3", "int2", "q4_0", "q4_1", "q8_0")
+
+# scheme -> (quantcore::QWeightFormat, quantcore::IntqKind or None for "from symmetric")
+_FORMATS = {
+    "int8": (0, None), "int4": (0, None), "int3": (0, None), "int2": (0, None),
+    "nf4": (0, 2), "q4_0": (0, 0), "q8_0": (0, 0), "q4_1": (1, 0),
+    "fp8_e4m3fn": (2, 0), "fp8_e5m2": (3, 0),
+}
+
+
+def activation_block(qt: QuantizedTensor) -> int:
+    """The block B of the int8 activation quantization for this tensor (module docstring)."""
+    g = qt.group_size
+    if g > 0 and g % 32 == 0 and g <= 256:
+        return g
+    if g in (-1, 0) or g % 32 == 0:
+        return 32
+    return math.gcd(g, 32)
+
+
+def matmul(x: np.ndarray, qt: QuantizedTensor, *, bias: np.ndarray | None = None,
+           out: np.ndarray | None = None, activations: str | None = None) -> np.ndarray:
+    """x @ W.T for the weight W that `qt` holds, without dequantizing it.
+
+    Args:
+        x: float32, float16 or ml_dtypes.bfloat16 array [..., in_features], any strides
+            (converted to contiguous float32 once per call).
+        qt: QuantizedTensor of any scheme, shape (out_features, in_features), or (in_features,)
+            for one output row (then the result has shape x.shape[:-1], as with numpy's x @ w).
+        bias: optional float array [out_features] ([1] for a 1-D qt), added to every row.
+        out: optional writable float32 array of the result's shape to write into.
+        activations: None (float32 activations) or "int8" (x quantized per block to int8 and
+            integer dot products; schemes in INT8_SCHEMES; see the module docstring).
+
+    Returns:
+        float32 array [..., out_features] (`out` itself when given).
+
+    Raises:
+        TypeError: qt is not a QuantizedTensor; x, bias or out is not an array of a float dtype.
+        ValueError: x's last dimension is not in_features, x is 0-d; bias of the wrong shape;
+            out of the wrong shape or dtype, or read-only; unknown `activations`, or "int8" for a
+            scheme without integer codes, or non-finite x with "int8".
+
+    Example:
+        >>> qt = quantcore.quantize(w, "int4", group_size=128)       # w [11008, 4096]
+        >>> y = quantcore.matmul(x, qt)                               # x [batch, 4096]
+        >>> np.allclose(y, x @ qt.dequantize().T, rtol=1e-4, atol=1e-4)
+    """
+    if not isinstance(qt, QuantizedTensor):
+        raise TypeError(f"matmul: qt must be a QuantizedTensor (got {type(qt).__name__})")
+    if not (activations is None or (isinstance(activations, str) and activations in _ACTIVATIONS)):
+        raise ValueError(f"matmul: activations must be None or 'int8' (got {activations!r})")
+    if activations == "int8" and qt.scheme not in INT8_SCHEMES:
+        raise ValueError(f"matmul: activations='int8' needs integer codes: schemes {list(INT8_SCHEMES)} "
+                         f"(got scheme {qt.scheme!r})")
+    a = as_array(x, "matmul", "x")
+    if a.dtype not in _X_DTYPES:
+        raise TypeError(f"matmul: x must be float32, float16 or bfloat16 (got dtype {a.dtype.name})")
+    in_features = qt.shape[-1]
+    if a.ndim == 0 or a.shape[-1] != in_features:
+        raise ValueError(f"matmul: x must have shape [..., {in_features}] (in_features of qt) (got {a.shape})")
+    rows = 1 if len(qt.shape) == 1 else qt.shape[0]
+    lead = a.shape[:-1]
+    shape = lead if len(qt.shape) == 1 else lead + (rows,)
+    b = None
+    if bias is not None:
+        b = as_array(bias, "matmul", "bias")
+        if b.dtype.kind != "f" and b.dtype != _X_DTYPES[2]:
+            raise TypeError(f"matmul: bias must be a float array (got dtype {b.dtype.name})")
+        if b.shape != (rows,):
+            raise ValueError(f"matmul: bias must have shape ({rows},) (out_features of qt) (got {b.shape})")
+        b = np.ascontiguousarray(b, dtype=np.float32)
+    if out is not None:
+        check_out(out, "matmul", shape, _F32)
+    perm = getattr(qt, "perm", None)
+    x2 = a.reshape(-1, in_features)
+    if perm is not None:
+        perm = np.asarray(perm)
+        if perm.shape != (in_features,) or perm.dtype.kind not in "iu":
+            raise ValueError(f"matmul: qt.perm must be an integer array of shape ({in_features},) "
+                             f"(got {perm.dtype.name} {perm.shape})")
+        x2 = np.take(x2, perm, axis=1)  # one gather per call; an out-of-range index raises IndexError
+    x2 = np.ascontiguousarray(x2, dtype=np.float32)
+    if activations == "int8" and not np.isfinite(x2).all():
+        raise ValueError("matmul: x must be finite with activations='int8' (got NaN or inf)")
+    direct = out is not None and out.flags.c_contiguous
+    y = out.reshape(-1, rows) if direct else np.empty((x2.shape[0], rows), np.float32)
+    fmt, kind = _FORMATS[qt.scheme]
+    if kind is None:
+        kind = 0 if qt.symmetric else 1
+    zeros = qt.zeros
+    if qt.scheme == "q4_1":
+        zeros = zeros.view(np.uint16)
+    group = in_features if qt.group_size == -1 else qt.group_size
+    codes = qt.codes
+    _core.qmatmul(x2, fmt, kind, qt.bits, _SCALE_TYPE_CODE[qt.scales.dtype], group, codes,
+                  qt.scales.view(np.uint16) if qt.scales.dtype.itemsize == 2 else qt.scales, zeros, b, y,
+                  activations == "int8", activation_block(qt))
+    if direct:
+        return out
+    if out is not None:
+        out[...] = y.reshape(shape)
+        return out
+    return y.reshape(shape)
