@@ -424,8 +424,9 @@ def export_gguf(model: LlamaModel, path: str | os.PathLike, *, float_type: str =
 
 
 def _json(value: object, what: str, fn: str) -> str:
+    """JSON text of a value; dict order is kept (the order of GGUF key/values is part of the file)."""
     try:
-        return json.dumps(value, sort_keys=True, allow_nan=True)
+        return json.dumps(value, allow_nan=True)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{fn}: {what} is not JSON-serializable ({exc})") from None
 
