@@ -572,23 +572,30 @@ def test_own_format_argument_errors_and_atomic_write(source, tmp_path, monkeypat
 # ---------------------------------------------------------------------------------------
 
 
-def test_smollm2_rtn_q4_0_export(tmp_path):
-    from quantcore import assets
-
-    src_path = assets.default_model_path()
-    model = models.load_model(src_path)
+@pytest.fixture(scope="module")
+def smollm2_q4_0(tmp_path_factory):
+    """(float SmolLM2, its RTN q4_0 model, the exported GGUF path)."""
+    model = models.load_model()
     q = quantize_model(model, "rtn", "q4_0", group_size=32, progress=False)
-    out = tmp_path / "smollm2-q4_0.gguf"
+    out = tmp_path_factory.mktemp("smollm2") / "smollm2-q4_0.gguf"
     models.export_gguf(q, out)
-    src_reader, reader = gguf.GGUFReader(src_path), gguf.GGUFReader(out)
-    src, got = read_fields(src_reader), read_fields(reader)
+    return model, q, out
+
+
+def test_smollm2_rtn_q4_0_export(smollm2_q4_0):
+    model, q, out = smollm2_q4_0
+    reader = gguf.GGUFReader(out)
+    got = read_fields(reader)
+    # the source file's key/values as LlamaModel.from_gguf read them with GGUFReader (types included)
+    src = {k: (list(model.metadata_types[k]), v) for k, v in {**model.metadata, **model.tokenizer_metadata}.items()}
+    assert len(model.tokenizer_metadata["tokenizer.ggml.tokens"]) == 49152 and "tokenizer.chat_template" in src
     changed = {"general.file_type", "quantcore.version", "quantcore.quantization"}
     assert set(got) == set(src) | changed
     for key in set(src) - changed:
         assert got[key] == src[key], key
-    assert got["general.file_type"][1] == 2
+    assert got["general.file_type"][1] == 2 and src["general.file_type"][1] == 3  # MOSTLY_Q4_0, was Q4_1
     tensors = {t.name: t for t in reader.tensors}
-    assert set(tensors) == {t.name for t in src_reader.tensors}  # tied: no output.weight
+    assert len(tensors) == 272 and "output.weight" not in tensors  # tied, as the source
     assert tensors["token_embd.weight"].tensor_type == QT.Q8_0
     np.testing.assert_array_equal(tensors["token_embd.weight"].data, qgguf.blocks_from_quantized(q.output.qt))
     for block in q.blocks:
@@ -596,6 +603,14 @@ def test_smollm2_rtn_q4_0_export(tmp_path):
             t = tensors[f"blk.{block.index}.{LINEAR_GGUF[name]}.weight"]
             assert t.tensor_type == QT.Q4_0
             np.testing.assert_array_equal(t.data, qgguf.blocks_from_quantized(lin.qt))
+        for norm in ("attn_norm", "ffn_norm"):
+            np.testing.assert_array_equal(tensors[f"blk.{block.index}.{norm}.weight"].data,
+                                          getattr(block, norm).weight)
+
+
+@pytest.mark.slow
+def test_smollm2_exported_gguf_loads_back_with_the_same_logits(smollm2_q4_0):
+    model, q, out = smollm2_q4_0
     back = models.LlamaModel.from_gguf(out)
     ids = model.tokenizer.encode("The capital of France is")
     np.testing.assert_array_equal(back.forward(ids), float_twin(q).forward(ids))

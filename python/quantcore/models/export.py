@@ -392,10 +392,7 @@ def export_gguf(model: LlamaModel, path: str | os.PathLike, *, float_type: str =
     if any(t in GGUF_SCHEMES for t in written_types):
         kv["general.quantization_version"] = GGUFValue(GGML_QUANTIZATION_VERSION, T.UINT32)
     kv["quantcore.version"] = GGUFValue(quantcore.__version__, T.STRING)
-    try:
-        kv["quantcore.quantization"] = GGUFValue(json.dumps(summary, sort_keys=True), T.STRING)
-    except TypeError as exc:
-        raise ValueError(f"{fn}: model.quantization is not JSON-serializable ({exc})") from None
+    kv["quantcore.quantization"] = GGUFValue(_json(summary, "model.quantization", fn), T.STRING)
 
     def write(tmp: str) -> None:
         writer = gguf.GGUFWriter(tmp, "llama")
@@ -423,10 +420,17 @@ def export_gguf(model: LlamaModel, path: str | os.PathLike, *, float_type: str =
 # ---------------------------------------------------------------------------------------
 
 
+def _numpy_to_python(value: object) -> object:
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON-serializable")
+
+
 def _json(value: object, what: str, fn: str) -> str:
-    """JSON text of a value; dict order is kept (the order of GGUF key/values is part of the file)."""
+    """JSON text of a value; dict order is kept (the order of GGUF key/values is part of the file).
+    numpy scalars and arrays are written as their Python values."""
     try:
-        return json.dumps(value, allow_nan=True)
+        return json.dumps(value, allow_nan=True, default=_numpy_to_python)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{fn}: {what} is not JSON-serializable ({exc})") from None
 
