@@ -319,6 +319,11 @@ def test_gguf_tied_embedding_must_match_output(tmp_path):
 
 def test_gguf_write_failure_keeps_the_old_file(source, tmp_path, monkeypatch):
     _, model = source
+    models.export_gguf(model, tmp_path / "ok.gguf")
+    (tmp_path / "plain").write_bytes(b"")  # the mode a plain open() gives, not mkstemp's 0600
+    assert (tmp_path / "ok.gguf").stat().st_mode == (tmp_path / "plain").stat().st_mode
+    (tmp_path / "ok.gguf").unlink()
+    (tmp_path / "plain").unlink()
     out = tmp_path / "out.gguf"
     out.write_bytes(b"previous contents")
 
