@@ -10,8 +10,10 @@
   key/value and the logits; truncated, bit-flipped, foreign and non-files raise ValueError.
 
 Most tests use a tiny random llama written here with gguf.GGUFWriter (a full tokenizer: byte-level
-BPE vocabulary, merges, token types, special ids, flags, chat template); one uses the real
-SmolLM2-135M-Instruct at RTN q4_0.
+BPE vocabulary, merges, token types, special ids, flags, chat template). On the real
+SmolLM2-135M-Instruct: RTN q4_0 checked on bytes and key/values (logits after from_gguf with
+--slow), and RTN q4_1, whose export must reproduce the tensors llama.cpp's tools wrote into the
+source file byte for byte.
 """
 
 from __future__ import annotations
@@ -578,9 +580,14 @@ def test_own_format_argument_errors_and_atomic_write(source, tmp_path, monkeypat
 
 
 @pytest.fixture(scope="module")
-def smollm2_q4_0(tmp_path_factory):
+def smollm2():
+    return models.load_model()
+
+
+@pytest.fixture(scope="module")
+def smollm2_q4_0(smollm2, tmp_path_factory):
     """(float SmolLM2, its RTN q4_0 model, the exported GGUF path)."""
-    model = models.load_model()
+    model = smollm2
     q = quantize_model(model, "rtn", "q4_0", group_size=32, progress=False)
     out = tmp_path_factory.mktemp("smollm2") / "smollm2-q4_0.gguf"
     models.export_gguf(q, out)
@@ -619,3 +626,26 @@ def test_smollm2_exported_gguf_loads_back_with_the_same_logits(smollm2_q4_0):
     back = models.LlamaModel.from_gguf(out)
     ids = model.tokenizer.encode("The capital of France is")
     np.testing.assert_array_equal(back.forward(ids), float_twin(q).forward(ids))
+
+
+def test_smollm2_rtn_q4_1_export_reproduces_the_source_file(smollm2, tmp_path):
+    """The source file holds llama.cpp's Q4_1 (linears) and Q8_0 (embedding) blocks; the model
+    dequantizes them, and RTN with the same schemes rounds every value back onto its own grid
+    point. So the export must hold byte for byte the tensors llama.cpp's tools wrote, and the
+    source's key/values, with only the quantcore.* keys added."""
+    from quantcore import assets
+
+    src_path = assets.default_model_path()
+    q = quantize_model(smollm2, "rtn", "q4_1", group_size=32, progress=False)
+    out = tmp_path / "smollm2-q4_1.gguf"
+    models.export_gguf(q, out)
+    src_reader, reader = gguf.GGUFReader(src_path), gguf.GGUFReader(out)
+    src, got = read_fields(src_reader), read_fields(reader)
+    assert set(got) - set(src) == {"quantcore.version", "quantcore.quantization"}
+    assert all(got[k] == v for k, v in src.items())
+    src_tensors = tensor_bytes(src_reader)
+    got_tensors = tensor_bytes(reader)
+    assert list(got_tensors) != [] and set(got_tensors) == set(src_tensors)
+    for name, (ttype, data) in src_tensors.items():
+        assert got_tensors[name][0] == ttype, name
+        np.testing.assert_array_equal(got_tensors[name][1], data, err_msg=name)
