@@ -278,6 +278,33 @@ def test_gguf_dominant_type_sets_file_type(source, tmp_path):
     assert types["blk.0.ffn_gate.weight"] == QT.Q4_0
 
 
+def test_gguf_metadata_without_recorded_types(source, tmp_path):
+    """Keys added by hand get the converter's usual types; a value that no longer fits its
+    recorded type is written with the type of its new value; a value GGUF cannot hold raises."""
+    import copy
+
+    _, model = source
+    m = copy.copy(model)
+    m.metadata = dict(model.metadata, **{"general.author": "me", "custom.count": 5, "custom.big": 1 << 40,
+                                         "custom.ratio": 0.5, "custom.flag": True, "custom.ids": [1, -2, 3],
+                                         "custom.names": ["a", "b"], "general.name": 7})
+    models.export_gguf(m, tmp_path / "x.gguf")
+    T = gguf.GGUFValueType
+    got = read_fields(gguf.GGUFReader(tmp_path / "x.gguf"))
+    assert got["general.author"] == ([T.STRING], "me")
+    assert got["custom.count"] == ([T.UINT32], 5)
+    assert got["custom.big"] == ([T.UINT64], 1 << 40)
+    assert got["custom.ratio"] == ([T.FLOAT32], 0.5)
+    assert got["custom.flag"] == ([T.BOOL], True)
+    assert got["custom.ids"] == ([T.ARRAY, T.INT32], [1, -2, 3])
+    assert got["custom.names"] == ([T.ARRAY, T.STRING], ["a", "b"])
+    assert got["general.name"] == ([T.UINT32], 7)  # was a string
+    m.metadata["custom.bad"] = {"a": 1}
+    with pytest.raises(ValueError, match="export_gguf: metadata key 'custom.bad' has a value GGUF cannot hold"):
+        models.export_gguf(m, tmp_path / "y.gguf")
+    assert not (tmp_path / "y.gguf").exists()
+
+
 def test_gguf_unsupported_scheme_names_the_layer(source, tmp_path):
     _, model = source
     q = quantize_model(model, "rtn", "int4", group_size=32, progress=False)

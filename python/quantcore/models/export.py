@@ -154,15 +154,10 @@ def _check_path(path: object, fn: str) -> str:
 # ---------------------------------------------------------------------------------------
 
 
-def _gguf_value_types():
-    from gguf import GGUFValueType as T
-
-    return T
-
-
 def _infer_type(value: object):
     """The GGUF value type llama.cpp's converter would use for a Python value."""
-    T = _gguf_value_types()
+    from gguf import GGUFValueType as T
+
     if isinstance(value, (bool, np.bool_)):
         return T.BOOL
     if isinstance(value, (int, np.integer)):
@@ -170,7 +165,11 @@ def _infer_type(value: object):
             return T.UINT32
         if -(1 << 31) <= value < 0:
             return T.INT32
-        return T.INT64 if value < 0 or value < 1 << 63 else T.UINT64
+        if 0 < value < 1 << 64:
+            return T.UINT64
+        if -(1 << 63) <= value < 0:
+            return T.INT64
+        raise ValueError(f"the integer {value} does not fit 64 bits")
     if isinstance(value, (float, np.floating)):
         return T.FLOAT32
     if isinstance(value, str):
@@ -178,22 +177,29 @@ def _infer_type(value: object):
     raise ValueError(f"no GGUF value type for {type(value).__name__}")
 
 
-def _fits(value: object, vtype) -> bool:
-    """Whether `value` can be written as GGUF scalar type `vtype`."""
-    T = _gguf_value_types()
+def _all_fit(items: list, vtype) -> bool:
+    """Whether every value in `items` can be written as the GGUF scalar type `vtype`."""
+    from gguf import GGUFValueType as T
+
+    bools = (bool, np.bool_)
     if vtype == T.STRING:
-        return isinstance(value, str)
+        return all(isinstance(v, str) for v in items)
     if vtype == T.BOOL:
-        return isinstance(value, (bool, np.bool_))
+        return all(isinstance(v, bools) for v in items)
+    numbers = (float, int, np.floating, np.integer)
     if vtype in (T.FLOAT32, T.FLOAT64):
-        return isinstance(value, (float, int, np.floating, np.integer)) and not isinstance(value, (bool, np.bool_))
-    bounds = {T.UINT8: (0, 8), T.INT8: (1, 8), T.UINT16: (0, 16), T.INT16: (1, 16), T.UINT32: (0, 32),
-              T.INT32: (1, 32), T.UINT64: (0, 64), T.INT64: (1, 64)}
-    if vtype not in bounds or not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)):
+        return all(isinstance(v, numbers) and not isinstance(v, bools) for v in items)
+    bits = {T.UINT8: 8, T.INT8: 8, T.UINT16: 16, T.INT16: 16, T.UINT32: 32, T.INT32: 32, T.UINT64: 64, T.INT64: 64}
+    if vtype not in bits:
         return False
-    signed, bits = bounds[vtype]
-    lo, hi = (-(1 << (bits - 1)), 1 << (bits - 1)) if signed else (0, 1 << bits)
-    return lo <= int(value) < hi
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bools) for v in items):
+        return False
+    if not items:
+        return True
+    b = bits[vtype]
+    signed = vtype in (T.INT8, T.INT16, T.INT32, T.INT64)
+    lo, hi = (-(1 << (b - 1)), 1 << (b - 1)) if signed else (0, 1 << b)
+    return lo <= int(min(items)) and int(max(items)) < hi
 
 
 def _gguf_value(key: str, value: object, recorded: tuple | None):
@@ -207,19 +213,19 @@ def _gguf_value(key: str, value: object, recorded: tuple | None):
             sub = None
             if recorded and len(recorded) == 2 and recorded[0] == T.ARRAY:
                 sub = T(recorded[1])
-                if not all(_fits(v, sub) for v in items):
+                if not _all_fit(items, sub):
                     sub = None
             if sub is None:
                 if not items:
                     sub = T.STRING
                 else:
                     sub = _infer_type(items[0])
-                    if sub == T.UINT32 and any(isinstance(v, (int, np.integer)) and v < 0 for v in items):
+                    if sub == T.UINT32 and _all_fit(items, T.INT32) and not _all_fit(items, T.UINT32):
                         sub = T.INT32
-                    if not all(_fits(v, sub) for v in items):
-                        raise ValueError("mixed element types")
+                    if not _all_fit(items, sub):
+                        raise ValueError("its elements do not share one GGUF type")
             return GGUFValue(items, T.ARRAY, sub)
-        if recorded and len(recorded) == 1 and recorded[0] != T.ARRAY and _fits(value, T(recorded[0])):
+        if recorded and len(recorded) == 1 and recorded[0] != T.ARRAY and _all_fit([value], T(recorded[0])):
             return GGUFValue(value, T(recorded[0]))
         return GGUFValue(value, _infer_type(value))
     except ValueError as exc:
