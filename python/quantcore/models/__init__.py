@@ -1,5 +1,6 @@
 """Language models in numpy: a llama-architecture GGUF loader and forward pass, its tokenizer,
-and evaluation (perplexity, KL divergence, speed).
+evaluation (perplexity, KL divergence, speed), and export (export_gguf for llama.cpp;
+save_quantized / load_quantized, quantcore's own safetensors format).
 
     >>> from quantcore import models
     >>> model = models.load_model()                 # SmolLM2-135M-Instruct from quantcore.assets
@@ -20,6 +21,7 @@ from quantcore.models.llama import (
     load_model,
 )
 from quantcore.models.tokenizer import Tokenizer
+from quantcore.models.export import export_gguf, load_quantized, save_quantized
 from quantcore.models.evaluate import (
     EvalResult,
     KLResult,
@@ -47,10 +49,13 @@ __all__ = [
     "Tokenizer",
     "dequantize_tensor",
     "evaluation_windows",
+    "export_gguf",
     "generate",
     "kl_divergence",
     "load_model",
+    "load_quantized",
     "perplexity",
+    "save_quantized",
     "speed",
     "token_nll",
     "window_nll",

@@ -349,7 +349,16 @@ class LlamaModel:
         output_norm: RMSNorm.
         output: linear [vocab_size, n_embd]; with tied embeddings its weight is token_embd.
         tokenizer: quantcore.models.Tokenizer, or None when the file has no vocabulary.
-        metadata: dict of the GGUF key/values that were read (strings, numbers, lists).
+        metadata: dict of the GGUF key/values that were read (strings, numbers, lists), except
+            GGUF.* and tokenizer.ggml.*.
+        tokenizer_metadata: dict of the file's tokenizer.ggml.* key/values (vocabulary, token
+            types, merges, special token ids, flags), kept so the model can be written out again
+            (quantcore.models.export); empty when the file has none.
+        metadata_types: dict key -> tuple of gguf.GGUFValueType codes (field.types as the reader
+            gives them, e.g. (9, 8) for an array of strings) for the keys of metadata and
+            tokenizer_metadata, so an export writes each value with its original type.
+        quantization: None for a float model; a dict saying how it was quantized (method,
+            scheme, ...) on a model returned by quantize_model.
 
     Example:
         >>> model = LlamaModel.from_gguf(quantcore.assets.default_model_path())
@@ -365,7 +374,9 @@ class LlamaModel:
     """
 
     def __init__(self, config: LlamaConfig, token_embd: np.ndarray, blocks: list[LlamaBlock],
-                 output_norm: RMSNorm, output: Linear, tokenizer=None, metadata: dict | None = None):
+                 output_norm: RMSNorm, output: Linear, tokenizer=None, metadata: dict | None = None, *,
+                 tokenizer_metadata: dict | None = None, metadata_types: dict | None = None,
+                 quantization: dict | None = None):
         if token_embd.shape != (config.vocab_size, config.n_embd):
             raise ValueError(f"LlamaModel: token_embd must have shape {(config.vocab_size, config.n_embd)} "
                              f"(got {token_embd.shape})")
@@ -378,6 +389,9 @@ class LlamaModel:
         self.output = output
         self.tokenizer = tokenizer
         self.metadata = metadata or {}
+        self.tokenizer_metadata = tokenizer_metadata or {}
+        self.metadata_types = metadata_types or {}
+        self.quantization = quantization
 
     # -- loading -------------------------------------------------------------------------
 
@@ -482,20 +496,23 @@ class LlamaModel:
         output_norm = RMSNorm(tensor("output_norm.weight", (d,)), config.norm_eps)
         output = Linear(token_embd if config.tied_embeddings else tensor("output.weight", (vocab_size, d)))
 
-        metadata = {}
+        metadata, tokenizer_metadata, metadata_types = {}, {}, {}
         for name, field in reader.fields.items():
-            if name.startswith("GGUF.") or name.startswith("tokenizer.ggml."):
+            if name.startswith("GGUF."):
                 continue
             try:
-                metadata[name] = field.contents()
+                value = field.contents()
             except Exception:  # a value type this gguf version cannot render: keep the rest
                 continue
+            (tokenizer_metadata if name.startswith("tokenizer.ggml.") else metadata)[name] = value
+            metadata_types[name] = tuple(int(t) for t in field.types)
         tokenizer = None
-        if load_tokenizer and "tokenizer.ggml.tokens" in reader.fields:
+        if load_tokenizer and "tokenizer.ggml.tokens" in tokenizer_metadata:
             from quantcore.models.tokenizer import Tokenizer
 
-            tokenizer = Tokenizer.from_gguf_reader(reader)
-        return cls(config, token_embd, blocks, output_norm, output, tokenizer, metadata)
+            tokenizer = Tokenizer.from_gguf_fields(tokenizer_metadata)
+        return cls(config, token_embd, blocks, output_norm, output, tokenizer, metadata,
+                   tokenizer_metadata=tokenizer_metadata, metadata_types=metadata_types)
 
     # -- running -------------------------------------------------------------------------
 

@@ -201,6 +201,8 @@ def quantize_model(model: LlamaModel, method: str = "rtn", scheme: str = "int4",
     quantized.blocks = blocks
     quantized.token_embd = token_embd
     quantized.output = output
+    quantized.quantization = {"method": method, "scheme": scheme, "group_size": group_size,
+                              "symmetric": bool(symmetric), "embedding_scheme": embedding_scheme}
     return quantized
 
 

@@ -81,7 +81,14 @@ class Tokenizer:
 
     @classmethod
     def from_gguf_reader(cls, reader) -> "Tokenizer":
-        """Build from an open `gguf.GGUFReader` (keys tokenizer.ggml.*).
+        """Build from an open `gguf.GGUFReader` (keys tokenizer.ggml.*); see from_gguf_fields."""
+        return cls.from_gguf_fields({key: field.contents() for key, field in reader.fields.items()
+                                     if key.startswith("tokenizer.ggml.")})
+
+    @classmethod
+    def from_gguf_fields(cls, fields) -> "Tokenizer":
+        """Build from GGUF tokenizer key/values: a mapping "tokenizer.ggml.*" -> value as
+        `field.contents()` gives it (LlamaModel.tokenizer_metadata holds one).
 
         Raises:
             ValueError: the tokenizer model is not "gpt2" (byte-level BPE) or its
@@ -89,8 +96,7 @@ class Tokenizer:
         """
 
         def get(key, default=None):
-            field = reader.fields.get(key)
-            return default if field is None else field.contents()
+            return fields.get(key, default)
 
         kind = get("tokenizer.ggml.model")
         if kind != "gpt2":
