@@ -188,9 +188,9 @@ def test_gguf_tensor_bytes_match_blocks_and_gguf_package(source, scheme, tmp_pat
     out_name = "token_embd.weight" if model.config.tied_embeddings else "output.weight"
     assert got[out_name][0] == QT.Q8_0
     np.testing.assert_array_equal(got[out_name][1], qgguf.blocks_from_quantized(q.output.qt))
-    if not model.config.tied_embeddings:  # the input embedding stays float
-        assert got["token_embd.weight"][0] == QT.F32
-        np.testing.assert_array_equal(got["token_embd.weight"][1], src["token_embd.weight"][1])
+    if not model.config.tied_embeddings:  # the untied input embedding is quantized the same way
+        assert got["token_embd.weight"][0] == QT.Q8_0
+        np.testing.assert_array_equal(got["token_embd.weight"][1], qgguf.blocks_from_quantized(q.token_embd.qt))
 
 
 @pytest.mark.parametrize("scheme", ["q4_0", "q8_0"])
@@ -215,7 +215,9 @@ def test_gguf_metadata_and_tokenizer_identical_to_source(source, scheme, tmp_pat
     info = json.loads(got["quantcore.quantization"][1])
     assert info["quantization"] == {"method": "rtn", "scheme": scheme, "group_size": 32, "symmetric": False,
                                     "embedding_scheme": "q8_0"}
-    assert info["tensor_types"][scheme] == 7 * TINY["n_layer"] + (scheme == "q8_0")
+    # the block linears, plus the q8_0 output matrix (and an untied q8_0 input embedding)
+    untied = not source[1].config.tied_embeddings
+    assert info["tensor_types"][scheme] == 7 * TINY["n_layer"] + (scheme == "q8_0") * (1 + untied)
 
 
 def test_gguf_loads_back_with_the_same_weights_and_logits(source, tmp_path):
@@ -228,7 +230,8 @@ def test_gguf_loads_back_with_the_same_weights_and_logits(source, tmp_path):
     for qb, bb in zip(q.blocks, back.blocks):
         for name, lin in qb.linears.items():
             np.testing.assert_array_equal(bb.linears[name].weight, lin.qt.dequantize())
-    np.testing.assert_array_equal(back.token_embd, q.token_embd)
+    vocab = np.arange(q.config.vocab_size)
+    np.testing.assert_array_equal(back.token_embd, q.token_embd[vocab])  # a QuantizedEmbedding's rows
     np.testing.assert_array_equal(back.output.weight, q.output.qt.dequantize())
     # same float32 weights and the same numpy forward: bit-identical logits
     expected = float_twin(q).forward(TOKENS)
@@ -380,19 +383,9 @@ def test_gguf_act_order_permutation_is_refused(source, tmp_path):
     models.export_gguf(q, tmp_path / "x.gguf")  # the identity is no permutation
 
 
-@dataclasses.dataclass(frozen=True, repr=False, eq=False)
-class _PermutedQT(QuantizedTensor):
-    """Stand-in for QuantizedTensor's optional `perm` field until it lands (issue 5)."""
-
-    perm: np.ndarray | None = None
-
-
 def _with_perm(qt: QuantizedTensor, perm: np.ndarray) -> QuantizedTensor:
-    parts = dict(scheme=qt.scheme, shape=qt.shape, group_size=qt.group_size, symmetric=qt.symmetric,
-                 codes=qt.codes, scales=qt.scales, zeros=qt.zeros)
-    if "perm" in {f.name for f in dataclasses.fields(QuantizedTensor)}:
-        return QuantizedTensor(**parts, perm=perm)
-    return _PermutedQT(**parts, perm=perm)
+    return QuantizedTensor(qt.scheme, qt.shape, qt.group_size, qt.symmetric, qt.codes, qt.scales, qt.zeros,
+                           perm=np.asarray(perm, np.int64))
 
 
 # ---------------------------------------------------------------------------------------
@@ -427,7 +420,8 @@ def assert_same_qt(a: QuantizedTensor, b: QuantizedTensor):
 
 def assert_same_model(a, b):
     assert a.config == b.config
-    np.testing.assert_array_equal(a.token_embd, b.token_embd)
+    vocab = np.arange(a.config.vocab_size)
+    np.testing.assert_array_equal(a.token_embd[vocab], b.token_embd[vocab])
     np.testing.assert_array_equal(a.output_norm.weight, b.output_norm.weight)
     for (name, la), (_, lb) in zip(a.named_linears(), b.named_linears()):
         assert type(la) is type(lb), name
@@ -493,7 +487,7 @@ def test_own_format_permutation(source, tmp_path):
     _, model = source
     q = quantize_model(model, "rtn", "int4", group_size=32, progress=False)
     qt = q.blocks[0].linears["q"].qt
-    perm = np.random.default_rng(1).permutation(qt.shape[1]).astype(np.int32)
+    perm = np.random.default_rng(1).permutation(qt.shape[1])
     q.blocks[0].linears["q"] = QuantizedLinear(_with_perm(qt, perm))
     path = tmp_path / "perm.safetensors"
     models.save_quantized(q, path)
@@ -501,12 +495,9 @@ def test_own_format_permutation(source, tmp_path):
 
     with safe_open(path, "numpy") as f:
         np.testing.assert_array_equal(f.get_tensor("blk.0.q.perm"), perm)
-    if "perm" in {f.name for f in dataclasses.fields(QuantizedTensor)}:
-        back = models.load_quantized(path)
-        np.testing.assert_array_equal(back.blocks[0].linears["q"].qt.perm, perm)
-    else:  # this QuantizedTensor has no perm field yet: refuse rather than drop it
-        with pytest.raises(ValueError, match=r"layer 'blk\.0\.q'.*column permutation"):
-            models.load_quantized(path)
+    back = models.load_quantized(path)
+    np.testing.assert_array_equal(back.blocks[0].linears["q"].qt.perm, perm)
+    np.testing.assert_array_equal(back.forward(TOKENS), q.forward(TOKENS))
 
 
 def _must_fail(path, match="load_quantized: "):

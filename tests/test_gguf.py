@@ -569,5 +569,9 @@ def test_gguf_scheme_errors():
     with pytest.raises(TypeError, match="blocks_from_quantized: q must be a QuantizedTensor"):
         qg.blocks_from_quantized(w)
     q = quantcore.quantize(w, "q4_1")
+    permuted = quantcore.QuantizedTensor("q4_1", q.shape, 32, False, q.codes, q.scales, q.zeros,
+                                         perm=np.arange(64)[::-1].copy())
+    with pytest.raises(ValueError, match="blocks_from_quantized: q has a column permutation"):
+        qg.blocks_from_quantized(permuted)
     with pytest.raises(ValueError, match="always asymmetric"):
         quantcore.QuantizedTensor("q4_1", q.shape, 32, True, q.codes, q.scales, q.zeros)

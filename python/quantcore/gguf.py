@@ -542,13 +542,18 @@ def blocks_from_quantized(q) -> np.ndarray:
         quantize_blocks gives for the original weight.
 
     Raises:
-        TypeError: q is not a QuantizedTensor. ValueError: its scheme is not a GGUF block format.
+        TypeError: q is not a QuantizedTensor. ValueError: its scheme is not a GGUF block format,
+            or it has a column permutation (perm).
     """
     from quantcore.quantize import QuantizedTensor
 
     if not isinstance(q, QuantizedTensor):
         raise TypeError(f"blocks_from_quantized: q must be a QuantizedTensor (got {type(q).__name__})")
     t = _part_type(q.scheme, "blocks_from_quantized", "q.scheme")
+    if q.perm is not None and not np.array_equal(q.perm, np.arange(q.shape[-1])):
+        raise ValueError("blocks_from_quantized: q has a column permutation (perm, from GPTQ act_order "
+                         "without static groups), which llama.cpp's blocks cannot express; quantize with "
+                         "static_groups=True")
     cols = q.shape[-1]
     rows = q.codes.shape[0]
     nb = cols // 32

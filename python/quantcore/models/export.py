@@ -36,7 +36,9 @@ save_quantized(model, path) / load_quantized(path)
     where <layer> is "blk.N.{q,k,v,o,gate,up,down}" or "output" (model.named_linears names).
     String metadata: format ("quantcore.LlamaModel"), format_version ("1"), quantcore_version,
     config (LlamaConfig fields), layers (per layer: kind, and scheme, shape, group_size,
-    symmetric, scale_dtype for a quantized one), token_embd ("stored" or "output"),
+    symmetric, scale_dtype for a quantized one), token_embd ("stored": float
+    tensor "token_embd"; "output": tied to the output layer; "quantized": an untied quantized
+    embedding stored as the layer "token_embd"),
     metadata / tokenizer_metadata / metadata_types / quantization (the model's attributes of
     those names), all JSON; crc32 (JSON: CRC-32 of each tensor's bytes) and metadata_crc32
     (CRC-32 of the other metadata entries), so a flipped byte anywhere is caught on load.
@@ -65,6 +67,7 @@ from quantcore.models.llama import (
     LlamaModel,
     RMSNorm,
 )
+from quantcore.models.quantized import QuantizedEmbedding, QuantizedLinear
 from quantcore.quantize import QuantizedTensor
 
 GGUF_SCHEMES = ("q4_0", "q4_1", "q8_0")
@@ -112,6 +115,9 @@ def _expected_shapes(config: LlamaConfig) -> dict[str, tuple[int, int]]:
 
 def _tied_embedding_matches(model: LlamaModel, content) -> bool:
     """Whether model.token_embd is exactly the output matrix (so one stored copy serves both)."""
+    embd_qt = getattr(model.token_embd, "qt", None)  # a QuantizedEmbedding
+    if embd_qt is not None:
+        return embd_qt is content
     if isinstance(content, np.ndarray):
         return content is model.token_embd or np.array_equal(content, model.token_embd)
     return np.array_equal(content.dequantize(), model.token_embd)
@@ -356,7 +362,7 @@ def export_gguf(model: LlamaModel, path: str | os.PathLike, *, float_type: str =
                              "matrix; a GGUF file with tied embeddings holds one matrix for both")
         add_matrix("token_embd.weight", "output", output, counts=False)
     else:
-        add_matrix("token_embd.weight", "token_embd", model.token_embd, counts=False)
+        add_matrix("token_embd.weight", "token_embd", getattr(model.token_embd, "qt", model.token_embd), counts=False)
     for block in model.blocks:
         i = block.index
         add_norm(f"blk.{i}.attn_norm.weight", block.attn_norm)
@@ -501,7 +507,10 @@ def save_quantized(model: LlamaModel, path: str | os.PathLike) -> None:
         add_layer(name, _layer_content(name, linear, fn))
     output = _layer_content("output", model.output, fn)
     token_embd = "output" if config.tied_embeddings and _tied_embedding_matches(model, output) else "stored"
-    if token_embd == "stored":
+    if token_embd == "stored" and isinstance(getattr(model.token_embd, "qt", None), QuantizedTensor):
+        token_embd = "quantized"  # an untied QuantizedEmbedding: stored like a quantized layer
+        add_layer("token_embd", model.token_embd.qt)
+    elif token_embd == "stored":
         tensors["token_embd"] = np.ascontiguousarray(model.token_embd, np.float32)
     for block in model.blocks:
         tensors[f"blk.{block.index}.attn_norm"] = np.ascontiguousarray(block.attn_norm.weight, np.float32)
@@ -574,7 +583,6 @@ def load_quantized(path: str | os.PathLike, *, load_tokenizer: bool = True) -> L
             random bytes), a truncated or corrupted one (a checksum, a tensor or the metadata
             does not match), or one written by a newer format version.
     """
-    from quantcore.models.quantized import QuantizedLinear
     from quantcore.quantize import _SCALE_DTYPES, _validate
 
     fn = "load_quantized"
@@ -646,10 +654,11 @@ def load_quantized(path: str | os.PathLike, *, load_tokenizer: bool = True) -> L
         return QuantizedLinear(qt)
 
     names = [f"blk.{i}.{n}" for i in range(config.n_layer) for n in LINEAR_NAMES] + ["output"]
+    names += ["token_embd"] if token_embd_kind == "quantized" else []
     if not isinstance(layers, dict) or set(layers) != set(names):
         raise ValueError(f"{fn}: {path!r} is inconsistent: its layer table does not match the config "
                          f"({config.n_layer} blocks)")
-    if token_embd_kind not in ("stored", "output"):
+    if token_embd_kind not in ("stored", "output", "quantized"):
         raise ValueError(f"{fn}: {path!r} is inconsistent: token_embd is {token_embd_kind!r}")
     expected = {"output_norm"} | {f"blk.{i}.{n}" for i in range(config.n_layer) for n in ("attn_norm", "ffn_norm")}
     expected |= {"token_embd"} if token_embd_kind == "stored" else set()
@@ -671,8 +680,11 @@ def load_quantized(path: str | os.PathLike, *, load_tokenizer: bool = True) -> L
     output = layer("output", (config.vocab_size, d))
     if token_embd_kind == "stored":
         token_embd = float_tensor("token_embd", (config.vocab_size, d))
+    elif token_embd_kind == "quantized":
+        token_embd = QuantizedEmbedding(layer("token_embd", (config.vocab_size, d)).qt)
     else:
-        token_embd = output.weight  # float: the same array (tied); quantized: its dequantized values
+        # tied: the same float array, or row lookups in the same QuantizedTensor
+        token_embd = QuantizedEmbedding(output.qt) if isinstance(output, QuantizedLinear) else output.weight
 
     tokenizer = None
     if load_tokenizer and "tokenizer.ggml.tokens" in tokenizer_metadata:

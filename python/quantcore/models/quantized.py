@@ -29,6 +29,7 @@ from typing import Iterable
 import numpy as np
 
 from quantcore.models.llama import LINEAR_NAMES, Linear, LlamaBlock, LlamaModel, RMSNorm
+from quantcore.matmul import matmul
 from quantcore.quantize import SCHEMES, QuantizedTensor, quantize
 
 METHODS = ("rtn", "fp8", "gptq", "awq")
@@ -70,8 +71,9 @@ class QuantizedLinear:
         return self.qt.dequantize()
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        """x: float32 [..., in_features] -> float32 [..., out_features]."""
-        return x @ self.qt.dequantize().T
+        """x: float32 [..., in_features] -> float32 [..., out_features], through quantcore.matmul
+        (straight from the packed codes; the weight is never dequantized whole)."""
+        return matmul(x, self.qt)
 
     __call__ = forward
 
@@ -93,6 +95,8 @@ class QuantizedEmbedding:
             raise TypeError("QuantizedEmbedding: qt must be a 2-D QuantizedTensor")
         if qt.group_size == 0:
             raise ValueError("QuantizedEmbedding: qt must have per-row or per-group scales (got group_size=0)")
+        if getattr(qt, "perm", None) is not None:
+            raise ValueError("QuantizedEmbedding: qt must not have a column permutation (perm)")
         self.qt = qt
 
     @property
