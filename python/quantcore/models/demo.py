@@ -44,7 +44,11 @@ class Config:
 
 DEFAULT_CONFIGS = (
     Config("rtn", "int4", 64),
+    Config("gptq", "int4", 64),
+    Config("awq", "int4", 64),
     Config("rtn", "int3", 64),
+    Config("gptq", "int3", 64),
+    Config("awq", "int3", 64),
     Config("fp8", "fp8_e4m3fn", -1),
     Config("rtn", "int8", -1),
 )
