@@ -113,3 +113,49 @@ def test_run_demo_on_a_tiny_model_writes_table_and_report(tiny_path, tmp_path):
     assert text.count("data:image/png;base64,") == 3 and "rtn int4 g16" in text
     assert "rtn int4 g16" in lines[0] and "perplexity over 1 windows" in lines[0]
     assert format_table(rows, n_windows=1) == lines[0]
+
+
+def test_cli_quantize_then_eval(tiny_path, tmp_path, capsys):
+    from quantcore import cli
+
+    out = tmp_path / "tiny-q4_0.gguf"
+    assert cli.main(["quantize", str(tiny_path), "--method", "rtn", "--scheme", "q4_0", "-o", str(out), "--quiet"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    back = models.LlamaModel.from_gguf(out)
+    expected = quantize_model(models.LlamaModel.from_gguf(tiny_path), "rtn", "q4_0", group_size=32, progress=False)
+    np.testing.assert_array_equal(back.blocks[0].linears["q"].weight, expected.blocks[0].linears["q"].qt.dequantize())
+    own = tmp_path / "tiny-int4.safetensors"
+    assert cli.main(["quantize", str(tiny_path), "--scheme", "int4", "--group-size", "16", "-o", str(own), "--quiet"]) == 0
+    assert cli.main(["eval", str(own), "--windows", "1", "--decode-tokens", "2", "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "perplexity" in text and "decode" in text and "weight memory" in text
+    assert cli.main(["quantize", str(tiny_path), "-o", str(tmp_path / "x.bin"), "--quiet"]) == 2
+    assert "-o must name a .gguf or .safetensors file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["gptq", "awq"])
+def test_calibrated_methods_beat_rtn_on_their_calibration_data(tiny, method):
+    rng = np.random.default_rng(4)
+    calibration = rng.integers(0, tiny.config.vocab_size, (4, 48))
+    q = quantize_model(tiny, method, "int3", group_size=16, calibration=calibration, progress=False)
+    rtn = quantize_model(tiny, "rtn", "int3", group_size=16, progress=False)
+    assert all(isinstance(lin, QuantizedLinear) and lin.qt.scheme == "int3" for _, lin in q.named_linears()
+               if _ != "output")
+    if method == "awq":  # scales were folded into both norms of every block
+        assert all(not np.array_equal(a.attn_norm.weight, b.attn_norm.weight) for a, b in zip(q.blocks, tiny.blocks))
+    # the logits on the calibration sequences move less from the float model's than RTN's do
+    err = lambda m: sum(float(np.sum((m.forward(s) - tiny.forward(s)) ** 2)) for s in calibration)
+    assert err(q) < err(rtn)
+
+
+def test_calibration_tokens_come_from_the_calibration_text(tiny):
+    from quantcore.models.quantized import calibration_tokens
+
+    text = "the cat sat on the mat. " * 200
+    tokens = calibration_tokens(tiny.tokenizer, 3, 20, text=text)
+    assert tokens.shape == (3, 20)
+    np.testing.assert_array_equal(tokens.reshape(-1), tiny.tokenizer.encode(text, add_bos=False)[:60])
+    with pytest.raises(ValueError, match="calibration_tokens: the text holds"):
+        calibration_tokens(tiny.tokenizer, 10_000, 20, text=text)
+    with pytest.raises(ValueError, match="method 'gptq' needs an integer or GGUF scheme"):
+        quantize_model(tiny, "gptq", "nf4")

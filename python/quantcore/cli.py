@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("quantize", help="quantize a llama GGUF and write .gguf or .safetensors")
     p.add_argument("model", nargs="?", default=None, help="llama GGUF (default: SmolLM2-135M-Instruct)")
-    p.add_argument("--method", default="rtn", help="rtn or fp8 (default rtn)")
+    p.add_argument("--method", default="rtn", choices=("rtn", "gptq", "awq", "fp8"), help="default rtn")
     p.add_argument("--scheme", default="int4", choices=SCHEMES, help="weight scheme (default int4)")
     p.add_argument("--group-size", type=int, default=None, help="group size (default: 128; 32 for q4_0/q4_1/q8_0)")
     p.add_argument("--symmetric", action="store_true", help="symmetric integer grid")
