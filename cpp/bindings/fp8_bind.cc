@@ -6,6 +6,7 @@
 #include <string>
 
 #include "array_check.h"
+#include "quantcore/float_bits.h"
 #include "quantcore/fp8.h"
 #include "quantcore/parallel.h"
 
@@ -48,12 +49,6 @@ void decode_parallel(void (*kernel)(const uint8_t*, Dst*, std::size_t, Fp8Format
                [&](std::size_t b, std::size_t e) { kernel(s + b, d + b, e - b, f); });
 }
 
-float bits_to_float(uint32_t b) {
-  float x;
-  std::memcpy(&x, &b, 4);
-  return x;
-}
-
 // Largest |x| of a float32 buffer, over all threads; NaN and inf are reported as such.
 float amax_f32(const float* p, std::size_t n) {
   std::mutex mu;
@@ -63,7 +58,7 @@ float amax_f32(const float* p, std::size_t n) {
     std::lock_guard<std::mutex> lock(mu);
     result = std::max(result, m);
   });
-  return bits_to_float(result);
+  return bits_float(result);
 }
 
 // Scaled FP8 quantization of a [rows, cols] float32 matrix in blocks of [bh, bw]: one scale
@@ -98,7 +93,7 @@ void quantize_blocks(const py::array& x, py::ssize_t bh, py::ssize_t bw, int fmt
         if (amax_bits >= 0x7F800000u)
           throw std::invalid_argument("quantize: x contains NaN or inf (in the block at row " +
                                       std::to_string(br * bh) + ", column " + std::to_string(bc * bw) + ")");
-        const float amax = bits_to_float(amax_bits);
+        const float amax = bits_float(amax_bits);
         const float scale = amax > 0.0f ? amax / max_finite : 1.0f;
         // A tiny amax can give a subnormal or zero quotient; fall back to 1 to stay finite.
         const float safe = (scale > 0.0f && std::isfinite(scale)) ? scale : 1.0f;

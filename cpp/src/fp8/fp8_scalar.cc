@@ -3,6 +3,7 @@
 // produce the same bytes; they call the per-element helpers here for their tails.
 #include <cstring>
 
+#include "quantcore/float_bits.h"
 #include "quantcore/fp8.h"
 
 namespace quantcore {
@@ -78,24 +79,10 @@ uint64_t raw_bits(T x) {
     std::memcpy(&b, &x, 8);
     return b;
   } else if constexpr (sizeof(T) == 4) {
-    uint32_t b;
-    std::memcpy(&b, &x, 4);
-    return b;
+    return float_bits(x);
   } else {
     return x;  // uint16_t already holds bits
   }
-}
-
-uint32_t float_bits(float x) {
-  uint32_t b;
-  std::memcpy(&b, &x, 4);
-  return b;
-}
-
-float bits_float(uint32_t b) {
-  float x;
-  std::memcpy(&x, &b, 4);
-  return x;
 }
 
 constexpr uint32_t kCanonicalNaN = 0x7FC00000u;

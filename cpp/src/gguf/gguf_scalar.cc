@@ -4,22 +4,11 @@
 #include <cmath>
 #include <cstring>
 
+#include "quantcore/float_bits.h"
 #include "quantcore/gguf.h"
 
 namespace quantcore {
 namespace {
-
-uint32_t float_bits(float x) {
-  uint32_t b;
-  std::memcpy(&b, &x, 4);
-  return b;
-}
-
-float bits_float(uint32_t b) {
-  float x;
-  std::memcpy(&x, &b, 4);
-  return x;
-}
 
 template <class Block>
 Block load_block(const uint8_t* p) {

@@ -4,17 +4,14 @@
 #include <cmath>
 #include <cstring>
 
+#include "quantcore/float_bits.h"
 #include "quantcore/gguf.h"
 #include "quantcore/gptq.h"
 
 namespace quantcore {
 namespace {
 
-uint32_t abs_bits(float x) {
-  uint32_t b;
-  std::memcpy(&b, &x, 4);
-  return b & 0x7FFFFFFFu;
-}
+uint32_t abs_bits(float x) { return float_bits(x) & 0x7FFFFFFFu; }
 
 float fp16_round(float x) { return scalar::fp16_to_f32(scalar::f32_to_fp16(x)); }
 

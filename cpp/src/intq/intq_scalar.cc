@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "intq_rows.h"
+#include "quantcore/float_bits.h"
 #include "quantcore/intq.h"
 #include "quantcore/pack.h"
 
@@ -42,18 +43,6 @@ const float kNf4Midpoints[15] = {
     midpoint(0.7229568362236023f, 1.0f)};
 
 namespace {
-
-uint32_t float_bits(float x) {
-  uint32_t b;
-  std::memcpy(&b, &x, 4);
-  return b;
-}
-
-float bits_float(uint32_t b) {
-  float x;
-  std::memcpy(&x, &b, 4);
-  return x;
-}
 
 // Keep the top (24 - drop) significant bits of a positive normal float32, nearest-even. A carry
 // out of the mantissa bumps the exponent, and past the largest exponent gives +inf: both are
