@@ -143,7 +143,7 @@ def _quantize_embedding(model: LlamaModel, embedding_scheme: str | None) -> tupl
 def quantize_model(model: LlamaModel, method: str = "rtn", scheme: str = "int4", *, group_size: int | None = 64,
                    symmetric: bool = False, embedding_scheme: str | None = "q8_0",
                    layers: Iterable[int] | None = None, calibration: np.ndarray | None = None,
-                   act_order: bool = False, progress: bool = True) -> LlamaModel:
+                   act_order: bool = True, progress: bool = True) -> LlamaModel:
     """A copy of `model` with its block linears quantized.
 
     Args:
@@ -156,8 +156,9 @@ def quantize_model(model: LlamaModel, method: str = "rtn", scheme: str = "int4",
         layers: block indices to quantize (default: all).
         calibration: gptq / awq: int token ids [n_sequences, length]; default
             calibration_tokens(model.tokenizer) (32 sequences of 256 tokens).
-        act_order: gptq: columns by decreasing Hessian diagonal (with static groups, so the
-            result needs no permutation).
+        act_order: gptq: columns by decreasing Hessian diagonal, with static groups so the
+            result needs no permutation (and exports to GGUF). On by default: on SmolLM2 int4 g64
+            (2 windows) it took GPTQ from 30.09 to 28.37 perplexity (RTN 30.49, float 24.02).
         progress: show a progress bar (tqdm) over the layers.
 
     Returns:
