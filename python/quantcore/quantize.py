@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zlib
 from dataclasses import dataclass
 from typing import Optional
@@ -59,6 +58,7 @@ import numpy as np
 
 from quantcore import _core, fp8
 from quantcore._checks import as_array, check_out
+from quantcore._io import replace_atomically
 from quantcore.pack import unpack_bits
 
 _F32 = np.dtype(np.float32)
@@ -425,19 +425,7 @@ class QuantizedTensor:
             "scale_dtype": self.scales.dtype.name,
             "crc32": json.dumps({k: zlib.crc32(v.data) for k, v in tensors.items()}),
         }
-        path = os.fspath(path)
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".quantcore-", suffix=".tmp", dir=directory)
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata=metadata)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
+        replace_atomically(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
     def __repr__(self) -> str:
         return (

@@ -17,12 +17,12 @@ import base64
 import html
 import io
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from quantcore._io import replace_atomically
 from quantcore.models import evaluate
 from quantcore.models.llama import LINEAR_NAMES, LlamaModel, load_model
 from quantcore.models.quantized import QuantizedLinear, quantize_model
@@ -275,13 +275,8 @@ def write_report(path: str | os.PathLike, rows: list[Row], float_model: LlamaMod
         "distributions from the float model in nats per token; top-1: share of positions where both models "
         "predict the same next token.</p>" + "".join(table) + figures + "</body></html>"
     )
-    path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(prefix=".quantcore-report-", suffix=".html", dir=os.path.dirname(os.path.abspath(path)))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
             f.write(page)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+    replace_atomically(path, write)

@@ -52,12 +52,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 import zlib
 from typing import Callable
 
 import numpy as np
 
+from quantcore._io import replace_atomically
 from quantcore.models.llama import (
     _GGUF_LINEAR_NAMES,
     LINEAR_NAMES,
@@ -121,29 +121,6 @@ def _tied_embedding_matches(model: LlamaModel, content) -> bool:
     if isinstance(content, np.ndarray):
         return content is model.token_embd or np.array_equal(content, model.token_embd)
     return np.array_equal(content.dequantize(), model.token_embd)
-
-
-def _replace_atomically(path: str, write: Callable[[str], None]) -> None:
-    """Run write(tmp) on a temporary file beside `path`, then rename it to `path`.
-
-    mkstemp creates the file with mode 0600; it gets the mode a plain open() would give
-    (0666 less the umask) before the rename, so the result is readable as any other file.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".quantcore-", suffix=".tmp", dir=directory)
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def _check_path(path: object, fn: str) -> str:
@@ -424,7 +401,7 @@ def export_gguf(model: LlamaModel, path: str | os.PathLike, *, float_type: str =
         finally:
             writer.close()
 
-    _replace_atomically(path, write)
+    replace_atomically(path, write)
 
 
 # ---------------------------------------------------------------------------------------
@@ -532,7 +509,7 @@ def save_quantized(model: LlamaModel, path: str | os.PathLike) -> None:
         "crc32": json.dumps({k: zlib.crc32(v.data) for k, v in tensors.items()}, sort_keys=True),
     }
     metadata["metadata_crc32"] = str(_metadata_crc(metadata))
-    _replace_atomically(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    replace_atomically(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
 def _read_safetensors(path: str, fn: str) -> tuple[dict[str, str], dict[str, np.ndarray]]:
