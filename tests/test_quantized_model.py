@@ -159,3 +159,9 @@ def test_calibration_tokens_come_from_the_calibration_text(tiny):
         calibration_tokens(tiny.tokenizer, 10_000, 20, text=text)
     with pytest.raises(ValueError, match="method 'gptq' needs an integer or GGUF scheme"):
         quantize_model(tiny, "gptq", "nf4")
+
+
+def test_default_group_size_follows_the_scheme(tiny):
+    assert quantize_model(tiny, "rtn", "q4_0", progress=False).blocks[0].linears["q"].qt.group_size == 32
+    with pytest.raises(ValueError, match=r"in_features=64, group_size=128"):  # int4's default is 128
+        quantize_model(tiny, "rtn", "int4", progress=False)

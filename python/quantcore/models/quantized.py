@@ -140,7 +140,7 @@ def _quantize_embedding(model: LlamaModel, embedding_scheme: str | None) -> tupl
     return QuantizedEmbedding(quantize(model.token_embd, embedding_scheme)), q_out
 
 
-def quantize_model(model: LlamaModel, method: str = "rtn", scheme: str = "int4", *, group_size: int | None = 64,
+def quantize_model(model: LlamaModel, method: str = "rtn", scheme: str = "int4", *, group_size: int | None = None,
                    symmetric: bool = False, embedding_scheme: str | None = "q8_0",
                    layers: Iterable[int] | None = None, calibration: np.ndarray | None = None,
                    act_order: bool = True, progress: bool = True) -> LlamaModel:
@@ -150,7 +150,8 @@ def quantize_model(model: LlamaModel, method: str = "rtn", scheme: str = "int4",
         model: a float LlamaModel (not modified).
         method: "rtn", "fp8", "gptq" or "awq" (see the module docstring).
         scheme: a quantcore.quantize scheme ("int4", "int3", "q4_0", "fp8_e4m3fn", ...).
-        group_size, symmetric: as for quantcore.quantize (None: the scheme's default).
+        group_size, symmetric: as for quantcore.quantize (None, the default: the scheme's
+            default, 128; 32 for q4_0 / q4_1 / q8_0).
         embedding_scheme: scheme of the embedding / output matrix (default "q8_0", 8.5 bits);
             None keeps it float32.
         layers: block indices to quantize (default: all).
