@@ -143,7 +143,7 @@ def _quantize_embedding(model: LlamaModel, embedding_scheme: str | None) -> tupl
 def quantize_model(model: LlamaModel, method: str = "rtn", scheme: str = "int4", *, group_size: int | None = None,
                    symmetric: bool = False, embedding_scheme: str | None = "q8_0",
                    layers: Iterable[int] | None = None, calibration: np.ndarray | None = None,
-                   act_order: bool = True, progress: bool = True) -> LlamaModel:
+                   act_order: bool = True, damp: float = 0.3, progress: bool = True) -> LlamaModel:
     """A copy of `model` with its block linears quantized.
 
     Args:
@@ -160,6 +160,9 @@ def quantize_model(model: LlamaModel, method: str = "rtn", scheme: str = "int4",
         act_order: gptq: columns by decreasing Hessian diagonal, with static groups so the
             result needs no permutation (and exports to GGUF). On by default: on SmolLM2 int4 g64
             (2 windows) it took GPTQ from 30.09 to 28.37 perplexity (RTN 30.49, float 24.02).
+        damp: gptq: relative dampening of the Hessian diagonal. The paper's 0.01 overfits the
+            32 x 256 calibration tokens on this small model; measured on SmolLM2 int4 g64 with
+            act-order (2 windows): damp 0.01 28.37, 0.1 27.80, 0.3 26.86, 1.0 27.64 (RTN 30.49).
         progress: show a progress bar (tqdm) over the layers.
 
     Returns:
@@ -193,8 +196,10 @@ def quantize_model(model: LlamaModel, method: str = "rtn", scheme: str = "int4",
         if block.index in selected:
             if method in CALIBRATED:
                 inputs = _capture_block_inputs(block, hs, cos, sin)
-                step = _gptq_block if method == "gptq" else _awq_block
-                linears, attn_norm, ffn_norm = step(block, inputs, scheme, kw, act_order)
+                if method == "gptq":
+                    linears, attn_norm, ffn_norm = _gptq_block(block, inputs, scheme, kw, act_order, damp)
+                else:
+                    linears, attn_norm, ffn_norm = _awq_block(block, inputs, scheme, kw)
             else:
                 for name in LINEAR_NAMES:
                     linears[name] = QuantizedLinear(quantize(_float_weight(linears[name]), scheme, **kw))
@@ -240,7 +245,7 @@ def _capture_block_inputs(block: LlamaBlock, hs: list, cos: np.ndarray, sin: np.
 _SHARED_INPUT = {"q": "q", "k": "q", "v": "q", "o": "o", "gate": "gate", "up": "gate", "down": "down"}
 
 
-def _gptq_block(block: LlamaBlock, inputs: dict, scheme: str, kw: dict, act_order: bool):
+def _gptq_block(block: LlamaBlock, inputs: dict, scheme: str, kw: dict, act_order: bool, damp: float):
     from quantcore import gptq
 
     hessians = {}
@@ -251,12 +256,12 @@ def _gptq_block(block: LlamaBlock, inputs: dict, scheme: str, kw: dict, act_orde
             hessians[source] = gptq.Hessian(inputs[source].shape[1])
             hessians[source].add_batch(inputs[source])
         result = gptq.quantize(_float_weight(block.linears[name]), hessians[source], scheme, act_order=act_order,
-                               static_groups=act_order, **kw)
+                               static_groups=act_order, damp=damp, **kw)
         linears[name] = QuantizedLinear(result.qtensor)
     return linears, block.attn_norm, block.ffn_norm
 
 
-def _awq_block(block: LlamaBlock, inputs: dict, scheme: str, kw: dict, act_order: bool):
+def _awq_block(block: LlamaBlock, inputs: dict, scheme: str, kw: dict):
     from quantcore import awq
 
     W = {name: _float_weight(block.linears[name]) for name in LINEAR_NAMES}
