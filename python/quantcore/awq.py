@@ -37,7 +37,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from quantcore._checks import as_array
-from quantcore.quantize import _SCHEMES, _check_group_size, _check_scale_dtype, _check_scheme, quantize
+from quantcore.quantize import _check_scheme, check_grid, quantize
 
 __all__ = [
     "ScaleSearchResult",
@@ -144,19 +144,8 @@ def _grid(scheme: object, group_size: object, symmetric: object, scale_dtype: ob
           fn: str) -> dict:
     """The quantize() keyword arguments, checked here so errors name `fn`."""
     name = _check_scheme(scheme, fn)
-    impl = _SCHEMES[name]
-    if group_size is None:  # quantize()'s default
-        group_size = 128 if impl.fixed_group_size is None else impl.fixed_group_size
-    g = _check_group_size(group_size, in_features, fn)
-    if impl.fixed_group_size is not None and g != impl.fixed_group_size:
-        raise ValueError(f"{fn}: scheme {name!r} uses blocks of {impl.fixed_group_size} (got group_size={g})")
-    if not isinstance(symmetric, (bool, np.bool_)):
-        raise TypeError(f"{fn}: symmetric must be a bool (got {type(symmetric).__name__})")
-    dtype = _check_scale_dtype(scale_dtype, fn)
-    if impl.scale_dtypes is not None and dtype not in impl.scale_dtypes:
-        raise ValueError(f"{fn}: scheme {name!r} stores {' or '.join(d.name for d in impl.scale_dtypes)} "
-                         f"scales (got scale_dtype={dtype.name})")
-    return dict(scheme=name, group_size=g, symmetric=bool(symmetric), scale_dtype=scale_dtype)
+    g, symmetric, _ = check_grid(name, group_size, symmetric, scale_dtype, in_features, fn)
+    return dict(scheme=name, group_size=g, symmetric=symmetric, scale_dtype=scale_dtype)
 
 
 def _scale_vector(s: object, in_features: int, fn: str) -> np.ndarray:

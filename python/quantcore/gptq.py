@@ -57,7 +57,7 @@ import numpy as np
 from quantcore import _core
 from quantcore._checks import as_array
 from quantcore.pack import pack_bits
-from quantcore.quantize import QuantizedTensor, _check_scale_dtype, _SCALE_TYPE_CODE
+from quantcore.quantize import QuantizedTensor, _SCALE_TYPE_CODE, check_grid
 
 __all__ = ["GPTQDampWarning", "GPTQResult", "Hessian", "SCHEMES", "quantize"]
 
@@ -309,7 +309,7 @@ def quantize(
     fn = "gptq.quantize"
     if not isinstance(scheme, str) or scheme not in _SCHEME_INFO:
         raise ValueError(f"{fn}: scheme must be one of {list(SCHEMES)} (an integer grid; got {scheme!r})")
-    grid, bits, fixed_symmetric, fixed_group = _SCHEME_INFO[scheme]
+    grid, bits, fixed_symmetric, _ = _SCHEME_INFO[scheme]
     a = _float_array(W, fn, "W")
     if a.ndim != 2 or a.size == 0:
         raise ValueError(f"{fn}: W must be 2-D [out_features, in_features] and not empty (got shape {a.shape})")
@@ -323,17 +323,11 @@ def quantize(
     for name, flag in (("symmetric", symmetric), ("act_order", act_order), ("static_groups", static_groups)):
         if not isinstance(flag, (bool, np.bool_)):
             raise TypeError(f"{fn}: {name} must be a bool (got {type(flag).__name__})")
-    if group_size is None:
-        group_size = fixed_group if fixed_group is not None else 128
-    if isinstance(group_size, bool) or not isinstance(group_size, (int, np.integer)):
-        raise TypeError(f"{fn}: group_size must be an int (got {type(group_size).__name__})")
-    group_size = int(group_size)
-    if group_size == 0 or group_size < -1:
+    if isinstance(group_size, (int, np.integer)) and not isinstance(group_size, bool) and group_size < 1 \
+            and group_size != -1:
+        # unlike quantize(), no 0: GPTQ finds group parameters as it reaches the columns
         raise ValueError(f"{fn}: group_size must be a positive divisor of in_features or -1 (got {group_size})")
-    if group_size > 0 and cols % group_size != 0:
-        raise ValueError(f"{fn}: group_size must divide in_features (got in_features={cols}, group_size={group_size})")
-    if fixed_group is not None and group_size != fixed_group:
-        raise ValueError(f"{fn}: scheme {scheme!r} uses blocks of {fixed_group} (got group_size={group_size})")
+    group_size, _, dtype = check_grid(scheme, group_size, symmetric, scale_dtype, cols, fn)
     if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)):
         raise TypeError(f"{fn}: block_size must be an int (got {type(block_size).__name__})")
     if block_size <= 0:
@@ -342,9 +336,6 @@ def quantize(
         raise TypeError(f"{fn}: damp must be a float (got {type(damp).__name__})")
     if not (0 <= float(damp) <= _DAMP_CAP):
         raise ValueError(f"{fn}: damp must be in [0, {_DAMP_CAP:g}] (got {damp})")
-    dtype = _check_scale_dtype(scale_dtype, fn)
-    if fixed_group is not None and dtype != np.float16:
-        raise ValueError(f"{fn}: scheme {scheme!r} stores float16 scales (got scale_dtype={dtype.name})")
     sym = bool(symmetric) if fixed_symmetric is None else fixed_symmetric
     if grid is None:
         grid = _GRID_SYMMETRIC if sym else _GRID_ASYMMETRIC

@@ -253,7 +253,7 @@ def scheme_bits_per_weight(scheme: str, group_size: int | None = None, *, symmet
     name = _check_scheme(scheme, "scheme_bits_per_weight")
     impl = _SCHEMES[name]
     if group_size is None:
-        group_size = 128 if impl.fixed_group_size is None else impl.fixed_group_size
+        group_size = _default_group_size(impl)
     if isinstance(group_size, bool) or not isinstance(group_size, (int, np.integer)) or group_size < -1:
         raise ValueError(f"scheme_bits_per_weight: group_size must be a positive int, -1 or 0 (got {group_size!r})")
     if impl.fixed_group_size is not None and group_size != impl.fixed_group_size:
@@ -286,6 +286,34 @@ def _check_group_size(group_size: object, cols: int, fn: str) -> int:
     if g > 0 and cols % g != 0:
         raise ValueError(f"{fn}: group_size must divide in_features (got in_features={cols}, group_size={g})")
     return g
+
+
+def _default_group_size(impl) -> int:
+    """quantize()'s group size when none is given: 128, or the scheme's fixed block."""
+    return 128 if impl.fixed_group_size is None else impl.fixed_group_size
+
+
+def check_grid(scheme: str, group_size: object, symmetric: object, scale_dtype: object, cols: int,
+               fn: str) -> tuple[int, bool, np.dtype]:
+    """quantize()'s checks of the grid arguments for a weight of `cols` in_features, with errors
+    that name `fn` (callers that quantize on behalf of the user: awq, gptq).
+
+    Returns:
+        (group_size with None resolved, symmetric as a bool, the scale dtype).
+    """
+    impl = _SCHEMES[_check_scheme(scheme, fn)]
+    if group_size is None:
+        group_size = _default_group_size(impl)
+    g = _check_group_size(group_size, cols, fn)
+    if impl.fixed_group_size is not None and g != impl.fixed_group_size:
+        raise ValueError(f"{fn}: scheme {scheme!r} uses blocks of {impl.fixed_group_size} (got group_size={g})")
+    if not isinstance(symmetric, (bool, np.bool_)):
+        raise TypeError(f"{fn}: symmetric must be a bool (got {type(symmetric).__name__})")
+    dtype = _check_scale_dtype(scale_dtype, fn)
+    if impl.scale_dtypes is not None and dtype not in impl.scale_dtypes:
+        raise ValueError(f"{fn}: scheme {scheme!r} stores {' or '.join(d.name for d in impl.scale_dtypes)} "
+                         f"scales (got scale_dtype={dtype.name})")
+    return g, bool(symmetric), dtype
 
 
 def _check_scale_dtype(scale_dtype: object, fn: str) -> np.dtype:
@@ -545,19 +573,9 @@ def quantize(
         raise ValueError(f"quantize: w must not be empty (got shape {a.shape})")
     shape = tuple(int(d) for d in a.shape)
     w2 = np.ascontiguousarray(a.reshape(1, -1) if a.ndim == 1 else a, dtype=np.float32)
+    g, symmetric, dtype = check_grid(name, group_size, symmetric, scale_dtype, w2.shape[1], "quantize")
     impl = _SCHEMES[name]
-    if group_size is None:
-        group_size = 128 if impl.fixed_group_size is None else impl.fixed_group_size
-    g = _check_group_size(group_size, w2.shape[1], "quantize")
-    if impl.fixed_group_size is not None and g != impl.fixed_group_size:
-        raise ValueError(f"quantize: scheme {name!r} uses blocks of {impl.fixed_group_size} (got group_size={g})")
-    if not isinstance(symmetric, (bool, np.bool_)):
-        raise TypeError(f"quantize: symmetric must be a bool (got {type(symmetric).__name__})")
-    dtype = _check_scale_dtype(scale_dtype, "quantize")
-    if impl.scale_dtypes is not None and dtype not in impl.scale_dtypes:
-        raise ValueError(f"quantize: scheme {name!r} stores {' or '.join(d.name for d in impl.scale_dtypes)} "
-                         f"scales (got scale_dtype={dtype.name})")
-    symmetric = bool(symmetric) if impl.fixed_symmetric is None else impl.fixed_symmetric
+    symmetric = symmetric if impl.fixed_symmetric is None else impl.fixed_symmetric
     codes, scales, zeros = impl.quantize(w2, g, symmetric, dtype)
     return QuantizedTensor(name, shape, g, symmetric, codes, scales, zeros)
 
