@@ -55,6 +55,9 @@ CONFIGS = [
     ("nf4", 32, True, np.float16, 256),
     ("nf4", 128, True, np.float32, 256),
     ("q4_1", 32, False, np.float16, 256),
+    ("int4", 64, True, np.float16, 128),
+    ("int4", 128, True, np.float16, 512),
+    ("int4", 256, False, np.float32, 512),
 ]
 CONFIG_IDS = [f"{s}-g{g}-{'sym' if sym else 'asym'}-K{k}" for s, g, sym, _, k in CONFIGS]
 

@@ -6,10 +6,11 @@
 //     holds the exact dequantized value of each code ((c - zero) * scale, nf4[c] * scale,
 //     c * d + m), and vpermps turns 16 codes into 16 weights. A byte holds an even code (low
 //     nibble) and an odd code (high nibble), so x comes in x_pairs order and no code is moved.
-//     With in_features a multiple of 128, 64 bytes are read as 16 words of 8 codes and x comes
-//     in x_wide order: a shift puts one code of every word in the low nibble, all that vpermps
-//     reads (groups of 128k: gemv_4bit_wide; groups of 32 / 64, q4_0 among them: the table
-//     holds code - zero and each lane's scale is applied once per 128 values, gemv_4bit_lanes).
+//     With in_features a multiple of 128, x comes in x_wide order and 32 bytes are read as 8
+//     words of 8 codes: a shift puts one code of every word in the low nibble, all that the
+//     256-bit vpermt2ps reads (groups of 64k: gemv_4bit_halves; groups of 32, q4_0 among
+//     them: the table holds code - zero and each word's scale is applied once per 64 values,
+//     gemv_4bit_lanes).
 //   8-bit (int8, q8_0; group a multiple of 16): sum((code - zero) * x) per group, times scale.
 //   fp8 (group a multiple of 16): e5m2 is the high byte of a float16; e4m3fn << 7 is a float16
 //     of 2^-8 times the value (exponent bias 15 vs 7), sign moved from bit 14 to 15 by adding
@@ -121,90 +122,109 @@ inline void group_dot(Decode decode, const float* x, std::size_t cols, std::size
   for (int i = 0; i < M; ++i) acc[i] = _mm512_fmadd_ps(_mm512_add_ps(p0[i], p1[i]), scale, acc[i]);
 }
 
-// Groups of a multiple of 128 with x in x_wide order: 64 bytes = 16 words of 8 codes each;
-// word >> 4t holds code 8j + t in its low 4 bits, which is all vpermps reads, so 16 weights
-// cost one shift, one permute and one multiply-add (no widening shuffle).
+// The 16 weights of table_4bit as two 256-bit halves (codes 0..7, 8..15) for vpermt2ps.
+struct Table256 {
+  __m256 lo, hi;
+};
+
+Table256 table_4bit_256(const QWeight& w, const ymm::RowGroups& p, std::size_t g) {
+  const __m512 t = table_4bit(w, p, g);
+  return {_mm512_castps512_ps256(t), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(t), 1))};
+}
+
+// vpermt2ps: index bits 0-2 pick the entry, bit 3 the half; higher bits are ignored.
+inline __m256 lookup(const Table256& t, __m256i index) { return _mm256_permutex2var_ps(t.lo, index, t.hi); }
+
+// x_wide order (in_features a multiple of 128): a 128-value chunk's 64 bytes are 16 words of 8
+// codes, word j holding codes 8j .. 8j + 7 (code 8j + t in bits 4t..), and x comes as
+// x_wide[128b + 16t + j] = x[128b + 8j + t]. These loops take the chunk as two 256-bit halves
+// (words 0-7, then 8-15: codes 0-63, then 64-127 of the chunk): Zen 4 runs 512-bit shuffles
+// double-pumped, and measured here vpermt2ps on 256-bit registers decodes about 1.4x as many
+// weights per second as vpermps on 512-bit ones (same shift + lookup + multiply-add per vector).
+
+// Groups of a multiple of 64: each half lies in one group, whose 16 dequantized values are the
+// table, so 8 weights cost one shift, one lookup and one multiply-add.
 template <int M>
-void gemv_4bit_wide(const QWeight& w, std::size_t r0, std::size_t r1, const float* x, float* y, std::size_t ldy) {
-  // Independent sums per batch row: enough that the multiply-add latency (4 cycles) never
-  // waits, within the 32 vector registers.
+void gemv_4bit_halves(const QWeight& w, std::size_t r0, std::size_t r1, const float* x, float* y, std::size_t ldy) {
+  // Independent sums per batch row, enough that the multiply-add latency never waits.
   constexpr int kChains = M == 1 ? 8 : M <= 3 ? 4 : 2;
-  const std::size_t cols = w.cols, n_groups = cols / w.group_size, per_group = w.group_size / 128;
+  const std::size_t cols = w.cols, n_groups = cols / w.group_size, halves_per_group = w.group_size / 64;
   ymm::RowGroups p(n_groups);
   for (std::size_t r = r0; r < r1; ++r) {
     const uint8_t* row = w.codes + r * w.row_bytes;
     ymm::row_groups(w, r, p);
-    __m512 acc[M][kChains];
+    __m256 acc[M][kChains];
     for (int i = 0; i < M; ++i)
-      for (int c = 0; c < kChains; ++c) acc[i][c] = _mm512_setzero_ps();
+      for (int c = 0; c < kChains; ++c) acc[i][c] = _mm256_setzero_ps();
     for (std::size_t g = 0; g < n_groups; ++g) {
-      const __m512 table = table_4bit(w, p, g);
-      for (std::size_t b = g * per_group; b < (g + 1) * per_group; ++b) {
-        const __m512i words = _mm512_loadu_si512(row + 64 * b);
+      const Table256 table = table_4bit_256(w, p, g);
+      for (std::size_t hh = g * halves_per_group; hh < (g + 1) * halves_per_group; ++hh) {
+        const __m256i words = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 32 * hh));
+        const float* xh = x + 128 * (hh / 2) + 8 * (hh % 2);
 #pragma GCC unroll 8
         for (int t = 0; t < 8; ++t) {
-          const __m512 v = _mm512_permutexvar_ps(t == 0 ? words : _mm512_srli_epi32(words, 4 * t), table);
+          const __m256 v = lookup(table, t == 0 ? words : _mm256_srli_epi32(words, 4 * t));
 #pragma GCC unroll 8
           for (int i = 0; i < M; ++i)
-            acc[i][t % kChains] = _mm512_fmadd_ps(v, _mm512_loadu_ps(x + i * cols + 128 * b + 16 * t), acc[i][t % kChains]);
+            acc[i][t % kChains] = _mm256_fmadd_ps(v, _mm256_loadu_ps(xh + i * cols + 16 * t), acc[i][t % kChains]);
         }
       }
     }
     for (int i = 0; i < M; ++i) {
-      __m512 sum = acc[i][0];
-      for (int c = 1; c < kChains; ++c) sum = _mm512_add_ps(sum, acc[i][c]);
-      y[i * ldy + r] = _mm512_reduce_add_ps(sum);
+      __m256 sum = acc[i][0];
+      for (int c = 1; c < kChains; ++c) sum = _mm256_add_ps(sum, acc[i][c]);
+      y[i * ldy + r] = ymm::hsum(sum);
     }
   }
 }
 
-// Groups of 32 or 64 (q4_0, int4 g32 / g64, nf4) with x in x_wide order: lane j of a 128-value
-// chunk holds codes 8j .. 8j + 7, all in group j * 8 / group_size. The table gives code - zero
-// (symmetric; nf4: the code book entry) or the code itself (asymmetric: the lane's zero point is
-// subtracted, exactly), the chunk's 8 products per lane are summed, and the lane's scale is
-// applied once per chunk.
+// Groups of 32 (q4_0, int4 / nf4 g32): a half's word j holds codes of group j / 4 of the half.
+// The table gives code - zero (symmetric; nf4: the code book entry) or the code itself
+// (asymmetric: the word's zero point is subtracted, exactly); each half's 8 products per word
+// are summed and the word's scale applied once per half.
 template <int M>
 void gemv_4bit_lanes(const QWeight& w, std::size_t r0, std::size_t r1, const float* x, float* y, std::size_t ldy) {
   constexpr int kChains = M == 1 ? 4 : 2;
-  const std::size_t cols = w.cols, n_groups = cols / w.group_size, groups_per_chunk = 128 / w.group_size;
+  const std::size_t cols = w.cols, n_groups = cols / w.group_size;
   const bool asymmetric = w.scheme.kind == IntqKind::kAsymmetric;
   const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-  const __m512 table = w.scheme.kind == IntqKind::kNf4 ? _mm512_loadu_ps(kNf4Codebook)
-                       : asymmetric ? iota
-                                    : _mm512_sub_ps(iota, _mm512_set1_ps(static_cast<float>(1 << (w.scheme.bits - 1))));
-  const int lane_shift = w.group_size == 32 ? 2 : 3;  // lane j is in group j >> lane_shift of the chunk
-  const __m512i lane_group = _mm512_srli_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                               lane_shift);
-  const __mmask16 first = static_cast<__mmask16>((1u << groups_per_chunk) - 1);
+  const __m512 t = w.scheme.kind == IntqKind::kNf4 ? _mm512_loadu_ps(kNf4Codebook)
+                   : asymmetric ? iota
+                                : _mm512_sub_ps(iota, _mm512_set1_ps(static_cast<float>(1 << (w.scheme.bits - 1))));
+  const Table256 table{_mm512_castps512_ps256(t), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(t), 1))};
+  const __m256i word_group = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
   ymm::RowGroups p(n_groups);
   for (std::size_t r = r0; r < r1; ++r) {
     const uint8_t* row = w.codes + r * w.row_bytes;
     ymm::row_groups(w, r, p);
-    __m512 acc[M];
-    for (int i = 0; i < M; ++i) acc[i] = _mm512_setzero_ps();
-    for (std::size_t b = 0; b < cols / 128; ++b) {
-      const std::size_t g0 = b * groups_per_chunk;
-      const __m512 lane_scale = _mm512_permutexvar_ps(lane_group, _mm512_maskz_loadu_ps(first, &p.scale[g0]));
-      const __m512 lane_zero = _mm512_permutexvar_ps(lane_group, _mm512_maskz_loadu_ps(first, &p.zero[g0]));
-      const __m512i words = _mm512_loadu_si512(row + 64 * b);
-      __m512 part[M][kChains];
+    __m256 acc[M];
+    for (int i = 0; i < M; ++i) acc[i] = _mm256_setzero_ps();
+    for (std::size_t hh = 0; hh < cols / 64; ++hh) {
+      const std::size_t g0 = 2 * hh;  // the half's two groups
+      const __m256 word_scale = _mm256_permutexvar_ps(word_group, _mm256_castps128_ps256(_mm_castsi128_ps(
+                                                                   _mm_loadl_epi64(reinterpret_cast<const __m128i*>(&p.scale[g0])))));
+      const __m256 word_zero = _mm256_permutexvar_ps(word_group, _mm256_castps128_ps256(_mm_castsi128_ps(
+                                                                 _mm_loadl_epi64(reinterpret_cast<const __m128i*>(&p.zero[g0])))));
+      const __m256i words = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 32 * hh));
+      const float* xh = x + 128 * (hh / 2) + 8 * (hh % 2);
+      __m256 part[M][kChains];
       for (int i = 0; i < M; ++i)
-        for (int c = 0; c < kChains; ++c) part[i][c] = _mm512_setzero_ps();
+        for (int c = 0; c < kChains; ++c) part[i][c] = _mm256_setzero_ps();
 #pragma GCC unroll 8
       for (int t = 0; t < 8; ++t) {
-        __m512 v = _mm512_permutexvar_ps(t == 0 ? words : _mm512_srli_epi32(words, 4 * t), table);
-        if (asymmetric) v = _mm512_sub_ps(v, lane_zero);
+        __m256 v = lookup(table, t == 0 ? words : _mm256_srli_epi32(words, 4 * t));
+        if (asymmetric) v = _mm256_sub_ps(v, word_zero);
 #pragma GCC unroll 8
         for (int i = 0; i < M; ++i)
-          part[i][t % kChains] = _mm512_fmadd_ps(v, _mm512_loadu_ps(x + i * cols + 128 * b + 16 * t), part[i][t % kChains]);
+          part[i][t % kChains] = _mm256_fmadd_ps(v, _mm256_loadu_ps(xh + i * cols + 16 * t), part[i][t % kChains]);
       }
       for (int i = 0; i < M; ++i) {
-        __m512 sum = part[i][0];
-        for (int c = 1; c < kChains; ++c) sum = _mm512_add_ps(sum, part[i][c]);
-        acc[i] = _mm512_fmadd_ps(sum, lane_scale, acc[i]);
+        __m256 sum = part[i][0];
+        for (int c = 1; c < kChains; ++c) sum = _mm256_add_ps(sum, part[i][c]);
+        acc[i] = _mm256_fmadd_ps(sum, word_scale, acc[i]);
       }
     }
-    for (int i = 0; i < M; ++i) y[i * ldy + r] = _mm512_reduce_add_ps(acc[i]);
+    for (int i = 0; i < M; ++i) y[i * ldy + r] = ymm::hsum(acc[i]);
   }
 }
 
@@ -314,9 +334,9 @@ void gemv_rows(const QWeight& w, std::size_t r0, std::size_t r1, const QInput& i
     const QInput part{in.x + i0 * w.cols, in.x_pairs == nullptr ? nullptr : in.x_pairs + i0 * w.cols,
                       in.x_wide == nullptr ? nullptr : in.x_wide + i0 * w.cols, nullptr, m};
     float* yp = y + i0 * ldy;
-    if (w.scheme.bits == 4 && part.x_wide != nullptr && w.group_size % 128 == 0) {
-      with_m(m, [&](auto c) { gemv_4bit_wide<decltype(c)::value>(w, r0, r1, part.x_wide, yp, ldy); });
-    } else if (w.format == QWeightFormat::kIntq && part.x_wide != nullptr && (w.group_size == 32 || w.group_size == 64)) {
+    if (w.scheme.bits == 4 && part.x_wide != nullptr && w.group_size % 64 == 0) {
+      with_m(m, [&](auto c) { gemv_4bit_halves<decltype(c)::value>(w, r0, r1, part.x_wide, yp, ldy); });
+    } else if (w.format == QWeightFormat::kIntq && part.x_wide != nullptr && w.group_size == 32) {
       with_m(m, [&](auto c) { gemv_4bit_lanes<decltype(c)::value>(w, r0, r1, part.x_wide, yp, ldy); });
     } else if (w.scheme.bits == 4 && part.x_pairs != nullptr && w.group_size % 32 == 0) {
       with_m(m, [&](auto c) { gemv_4bit<decltype(c)::value>(w, r0, r1, part.x_pairs, yp, ldy); });

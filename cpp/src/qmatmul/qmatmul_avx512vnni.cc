@@ -20,6 +20,78 @@ namespace {
 
 constexpr std::size_t kTileRows = 4;
 
+#include "qmatmul_ymm.h"
+
+// A few batch rows (in.m <= 8), integer codes straight from the packed rows, nothing buffered:
+// memory traffic is the codes and their group parameters. A chunk is 64 bytes: 128 4-bit codes
+// (vpand / vpsrlw give the low and the high nibbles, matched by q in q_nib order) or 64 8-bit
+// codes (q in order); two or one vpdpbusd, and int32 lane l holds the sum over 8 (4) codes
+// of code * q. Blocks of a chunk or more (kBig): lanes are summed over the block's chunks,
+// zero * sum(q) comes off lane 0 (all still exact integers below 2^24), then one multiply-add by
+// sx * scale. Blocks smaller than a chunk (32 or 64 codes; group == block): each lane is
+// converted to float, its block's zero * sum(q) (an exact float, < 2^24) is taken off the
+// block's first lane, and it is scaled by its block's sx * scale.
+template <int kBits, bool kBig>
+void gemv_stream(const QWeight& w, std::size_t r0, std::size_t r1, const QInputInt8& in, float* y, std::size_t ldy) {
+  constexpr std::size_t kChunk = kBits == 4 ? 128 : 64, kLaneCodes = kChunk / 16;
+  const std::size_t cols = w.cols, n_chunks = cols / kChunk, block = in.block;
+  const std::size_t chunks_per_block = kBig ? block / kChunk : 1, blocks_per_chunk = kBig ? 1 : kChunk / block;
+  const int8_t* q_all = kBits == 4 ? in.q_nib : in.q;
+  const __m512i low = _mm512_set1_epi8(0x0F);
+  __m512i lane_block = _mm512_setzero_si512();
+  __mmask16 first_lane = 1;
+  if (!kBig) {
+    alignas(64) int32_t idx[16];
+    first_lane = 0;
+    for (int l = 0; l < 16; ++l) {
+      idx[l] = static_cast<int32_t>(l * kLaneCodes / block);
+      if (l * kLaneCodes % block == 0) first_lane = static_cast<__mmask16>(first_lane | (1u << l));
+    }
+    lane_block = _mm512_load_si512(idx);
+  }
+  const __mmask16 chunk_blocks = static_cast<__mmask16>((1u << blocks_per_chunk) - 1);
+  ymm::RowGroups p(cols / w.group_size);
+  for (std::size_t r = r0; r < r1; ++r) {
+    const uint8_t* row = w.codes + r * w.row_bytes;
+    ymm::row_groups(w, r, p);
+    for (std::size_t i = 0; i < in.m; ++i) {
+      const int8_t* q = q_all + i * cols;
+      const float* sx = in.sx + i * in.n_blocks;
+      const int32_t* qsum = in.qsum + i * in.n_blocks;
+      __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+      auto chunk_dot = [&](std::size_t c, __m512i d) {
+        const __m512i bytes = _mm512_loadu_si512(row + 64 * c);
+        if (kBits == 8) return _mm512_dpbusd_epi32(d, bytes, _mm512_loadu_si512(q + 64 * c));
+        d = _mm512_dpbusd_epi32(d, _mm512_and_si512(bytes, low), _mm512_loadu_si512(q + 128 * c));
+        return _mm512_dpbusd_epi32(d, _mm512_and_si512(_mm512_srli_epi16(bytes, 4), low),
+                                   _mm512_loadu_si512(q + 128 * c + 64));
+      };
+      if (kBig) {
+        for (std::size_t b = 0; b < in.n_blocks; ++b) {
+          __m512i d = _mm512_setzero_si512();
+          for (std::size_t c = b * chunks_per_block; c < (b + 1) * chunks_per_block; ++c) d = chunk_dot(c, d);
+          const std::size_t g = b * block / w.group_size;
+          d = _mm512_mask_sub_epi32(d, first_lane, d, _mm512_set1_epi32(static_cast<int32_t>(p.zero[g]) * qsum[b]));
+          __m512& acc = b % 2 == 0 ? acc0 : acc1;
+          acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_set1_ps(sx[b] * p.scale[g]), acc);
+        }
+      } else {
+        for (std::size_t c = 0; c < n_chunks; ++c) {
+          const std::size_t b0 = c * blocks_per_chunk;
+          const __m512 d = _mm512_cvtepi32_ps(chunk_dot(c, _mm512_setzero_si512()));
+          auto lanes = [&](const float* v) { return _mm512_permutexvar_ps(lane_block, _mm512_maskz_loadu_ps(chunk_blocks, v + b0)); };
+          const __m512 qs = _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(chunk_blocks, qsum + b0));
+          const __m512 correction = _mm512_maskz_permutexvar_ps(first_lane, lane_block,
+                                                                _mm512_mul_ps(qs, _mm512_maskz_loadu_ps(chunk_blocks, &p.zero[b0])));
+          __m512& acc = c % 2 == 0 ? acc0 : acc1;
+          acc = _mm512_fmadd_ps(_mm512_sub_ps(d, correction), _mm512_mul_ps(lanes(sx), lanes(p.scale.data())), acc);
+        }
+      }
+      y[i * ldy + r] = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+    }
+  }
+}
+
 float hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
 
 // Blocks of 64 or more (block % 64 == 0): unsigned codes straight into vpdpbusd (4-bit codes
@@ -107,6 +179,21 @@ void rows_unsigned(const QWeight& w, std::size_t r0, std::size_t r1, const QInpu
 bool qdot_rows_int8(const QWeight& w, std::size_t r0, std::size_t r1, const QInputInt8& in, float* y,
                     std::size_t ldy) {
   const std::size_t cols = w.cols;
+  // Streaming GEMV: integer codes (not q4_1, whose offsets need a float term), whole blocks.
+  const bool plain_codes = w.format == QWeightFormat::kIntq && w.scheme.kind != IntqKind::kNf4;
+  const std::size_t chunk = w.scheme.bits == 4 ? 128 : 64;
+  if (plain_codes && in.m <= 8 && cols % in.block == 0 && in.block % 32 == 0 &&
+      ((w.scheme.bits == 4 && in.q_nib != nullptr) || (w.scheme.bits == 8 && cols % 64 == 0))) {
+    const bool big = in.block % chunk == 0 && w.group_size % in.block == 0;
+    const bool small = in.block < chunk && w.group_size == in.block;
+    if (big || small) {
+      if (w.scheme.bits == 4)
+        big ? gemv_stream<4, true>(w, r0, r1, in, y, ldy) : gemv_stream<4, false>(w, r0, r1, in, y, ldy);
+      else
+        big ? gemv_stream<8, true>(w, r0, r1, in, y, ldy) : gemv_stream<8, false>(w, r0, r1, in, y, ldy);
+      return true;
+    }
+  }
   const bool integer_codes = w.format == QWeightFormat::kQ4_1 ||
                              (w.format == QWeightFormat::kIntq && w.scheme.kind != IntqKind::kNf4);
   if (integer_codes && in.block % 64 == 0 && w.group_size % in.block == 0 &&

@@ -34,6 +34,15 @@ void to_pairs(const T* src, std::size_t cols, T* dst) {
     }
 }
 
+// Each block of 128 as its 64 even then its 64 odd positions.
+void to_nibbles(const int8_t* src, std::size_t cols, int8_t* dst) {
+  for (std::size_t b = 0; b < cols; b += 128)
+    for (std::size_t j = 0; j < 64; ++j) {
+      dst[b + j] = src[b + 2 * j];
+      dst[b + 64 + j] = src[b + 2 * j + 1];
+    }
+}
+
 // Each block of 128 as 8 vectors of 16: vector t holds positions 8j + t (the 4-bit codes that
 // a 32-bit word j of the block's bytes shifted right by 4t puts in its low bits).
 void to_wide(const float* src, std::size_t cols, float* dst) {
@@ -82,16 +91,19 @@ void qmatmul(const QWeight& w, const float* x, std::size_t m, const float* bias,
   const std::size_t row_grain = std::max<std::size_t>(1, kGemvGrain / cols);
   if (int8_activations) {
     const std::size_t n_blocks = (cols + block - 1) / block;
-    std::vector<int8_t> q(m * cols), q_pairs(pairs ? m * cols : 0);
+    const bool nib = pairs && cols % 128 == 0 && m <= 8;
+    std::vector<int8_t> q(m * cols), q_pairs(pairs ? m * cols : 0), q_nib(nib ? m * cols : 0);
     std::vector<float> sx(m * n_blocks);
     std::vector<int32_t> qsum(m * n_blocks);
     parallel_for(m, std::max<std::size_t>(1, kGemvGrain / cols), [&](std::size_t i0, std::size_t i1) {
       for (std::size_t i = i0; i < i1; ++i) {
         kernels.quantize_int8(x + i * cols, cols, block, &q[i * cols], &sx[i * n_blocks], &qsum[i * n_blocks]);
         if (pairs) to_pairs(&q[i * cols], cols, &q_pairs[i * cols]);
+        if (nib) to_nibbles(&q[i * cols], cols, &q_nib[i * cols]);
       }
     });
-    const QInputInt8 in{q.data(), pairs ? q_pairs.data() : nullptr, sx.data(), qsum.data(), m, block, n_blocks};
+    const QInputInt8 in{q.data(),   pairs ? q_pairs.data() : nullptr, sx.data(), qsum.data(), m, block, n_blocks,
+                        nib ? q_nib.data() : nullptr};
     for_blocks(rows, row_grain, [&](auto& next) {
       std::vector<uint8_t> buf(cols);
       for (std::size_t r0, r1; next(r0, r1);) kernels.qdot_rows_int8(w, r0, r1, in, buf.data(), y, rows);
