@@ -48,7 +48,7 @@ CONFIGS = [
     ("q4_0", 32, True, np.float16, 96),
     ("q4_1", 32, False, np.float16, 96),
     ("q8_0", 32, True, np.float16, 96),
-    # in_features a multiple of 128: the AVX-512 GEMV paths over 64-byte words of 4-bit codes
+    # in_features a multiple of 64: the AVX-512 GEMV paths over 32-byte words of 4-bit codes
     ("q4_0", 32, True, np.float16, 256),
     ("int4", 32, False, ml_dtypes.bfloat16, 128),
     ("int4", 64, False, np.float16, 384),
@@ -58,6 +58,8 @@ CONFIGS = [
     ("int4", 64, True, np.float16, 128),
     ("int4", 128, True, np.float16, 512),
     ("int4", 256, False, np.float32, 512),
+    ("int4", 64, False, np.float16, 576),  # SmolLM2's d: 4.5 x 128
+    ("q4_0", 32, True, np.float16, 320),
 ]
 CONFIG_IDS = [f"{s}-g{g}-{'sym' if sym else 'asym'}-K{k}" for s, g, sym, _, k in CONFIGS]
 

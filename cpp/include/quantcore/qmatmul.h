@@ -47,9 +47,9 @@ struct QInput {
   const float* x;         // [m, cols] row-major (gathered through perm, float32)
   const float* x_pairs;   // null, or (bits 4, cols % 32 == 0) x with each block of 32 reordered
                           // as the 16 even then the 16 odd positions (the nibble order of a byte)
-  const float* x_wide;    // null, or (bits 4, cols % 128 == 0) x with each block of 128 in the
-                          // order 8j + t -> 16t + j (t < 8, j < 16): 4-bit code 8j + t sits in
-                          // bits 4t.. of 32-bit word j of the block's 64 bytes
+  const float* x_wide;    // null, or (bits 4, cols % 64 == 0) x with each block of 64 in the
+                          // order 8j + t -> 8t + j (t, j < 8): 4-bit code 8j + t sits in bits
+                          // 4t.. of 32-bit word j of the block's 32 bytes
   const float* x_panels;  // null, or x in panels of kPanel rows: panel p holds [cols][kPanel]
                           // (rows p*kPanel.., zero-padded), for the GEMM microkernel
   std::size_t m;

@@ -6,7 +6,7 @@
 //     holds the exact dequantized value of each code ((c - zero) * scale, nf4[c] * scale,
 //     c * d + m), and vpermps turns 16 codes into 16 weights. A byte holds an even code (low
 //     nibble) and an odd code (high nibble), so x comes in x_pairs order and no code is moved.
-//     With in_features a multiple of 128, x comes in x_wide order and 32 bytes are read as 8
+//     With in_features a multiple of 64, x comes in x_wide order and 32 bytes are read as 8
 //     words of 8 codes: a shift puts one code of every word in the low nibble, all that the
 //     256-bit vpermt2ps reads (groups of 64k: gemv_4bit_halves; groups of 32, q4_0 among
 //     them: the table holds code - zero and each word's scale is applied once per 64 values,
@@ -135,20 +135,19 @@ Table256 table_4bit_256(const QWeight& w, const ymm::RowGroups& p, std::size_t g
 // vpermt2ps: index bits 0-2 pick the entry, bit 3 the half; higher bits are ignored.
 inline __m256 lookup(const Table256& t, __m256i index) { return _mm256_permutex2var_ps(t.lo, index, t.hi); }
 
-// x_wide order (in_features a multiple of 128): a 128-value chunk's 64 bytes are 16 words of 8
-// codes, word j holding codes 8j .. 8j + 7 (code 8j + t in bits 4t..), and x comes as
-// x_wide[128b + 16t + j] = x[128b + 8j + t]. These loops take the chunk as two 256-bit halves
-// (words 0-7, then 8-15: codes 0-63, then 64-127 of the chunk): Zen 4 runs 512-bit shuffles
-// double-pumped, and measured here vpermt2ps on 256-bit registers decodes about 1.4x as many
+// x_wide order (in_features a multiple of 64): 32 bytes of a row are 8 words of 8 codes, word
+// j holding codes 8j .. 8j + 7 of the 64 (code 8j + t in bits 4t..), and x comes as
+// x_wide[64h + 8t + j] = x[64h + 8j + t]. 256-bit registers: Zen 4 runs 512-bit shuffles
+// double-pumped, and measured here vpermt2ps on 256-bit registers decoded about 1.4x as many
 // weights per second as vpermps on 512-bit ones (same shift + lookup + multiply-add per vector).
 
-// Groups of a multiple of 64: each half lies in one group, whose 16 dequantized values are the
+// Groups of a multiple of 64: each 64 codes lie in one group, whose 16 dequantized values are the
 // table, so 8 weights cost one shift, one lookup and one multiply-add.
 template <int M>
 void gemv_4bit_halves(const QWeight& w, std::size_t r0, std::size_t r1, const float* x, float* y, std::size_t ldy) {
   // Independent sums per batch row, enough that the multiply-add latency never waits.
   constexpr int kChains = M == 1 ? 8 : M <= 3 ? 4 : 2;
-  const std::size_t cols = w.cols, n_groups = cols / w.group_size, halves_per_group = w.group_size / 64;
+  const std::size_t cols = w.cols, n_groups = cols / w.group_size, chunks_per_group = w.group_size / 64;
   ymm::RowGroups p(n_groups);
   for (std::size_t r = r0; r < r1; ++r) {
     const uint8_t* row = w.codes + r * w.row_bytes;
@@ -158,15 +157,15 @@ void gemv_4bit_halves(const QWeight& w, std::size_t r0, std::size_t r1, const fl
       for (int c = 0; c < kChains; ++c) acc[i][c] = _mm256_setzero_ps();
     for (std::size_t g = 0; g < n_groups; ++g) {
       const Table256 table = table_4bit_256(w, p, g);
-      for (std::size_t hh = g * halves_per_group; hh < (g + 1) * halves_per_group; ++hh) {
-        const __m256i words = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 32 * hh));
-        const float* xh = x + 128 * (hh / 2) + 8 * (hh % 2);
+      for (std::size_t c = g * chunks_per_group; c < (g + 1) * chunks_per_group; ++c) {
+        const __m256i words = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 32 * c));
+        const float* xh = x + 64 * c;
 #pragma GCC unroll 8
         for (int t = 0; t < 8; ++t) {
           const __m256 v = lookup(table, t == 0 ? words : _mm256_srli_epi32(words, 4 * t));
 #pragma GCC unroll 8
           for (int i = 0; i < M; ++i)
-            acc[i][t % kChains] = _mm256_fmadd_ps(v, _mm256_loadu_ps(xh + i * cols + 16 * t), acc[i][t % kChains]);
+            acc[i][t % kChains] = _mm256_fmadd_ps(v, _mm256_loadu_ps(xh + i * cols + 8 * t), acc[i][t % kChains]);
         }
       }
     }
@@ -178,10 +177,10 @@ void gemv_4bit_halves(const QWeight& w, std::size_t r0, std::size_t r1, const fl
   }
 }
 
-// Groups of 32 (q4_0, int4 / nf4 g32): a half's word j holds codes of group j / 4 of the half.
+// Groups of 32 (q4_0, int4 / nf4 g32): word j of a 64-code chunk holds codes of its group j / 4.
 // The table gives code - zero (symmetric; nf4: the code book entry) or the code itself
-// (asymmetric: the word's zero point is subtracted, exactly); each half's 8 products per word
-// are summed and the word's scale applied once per half.
+// (asymmetric: the word's zero point is subtracted, exactly); a chunk's 8 products per word
+// are summed and the word's scale applied once per chunk.
 template <int M>
 void gemv_4bit_lanes(const QWeight& w, std::size_t r0, std::size_t r1, const float* x, float* y, std::size_t ldy) {
   constexpr int kChains = M == 1 ? 4 : 2;
@@ -199,14 +198,14 @@ void gemv_4bit_lanes(const QWeight& w, std::size_t r0, std::size_t r1, const flo
     ymm::row_groups(w, r, p);
     __m256 acc[M];
     for (int i = 0; i < M; ++i) acc[i] = _mm256_setzero_ps();
-    for (std::size_t hh = 0; hh < cols / 64; ++hh) {
-      const std::size_t g0 = 2 * hh;  // the half's two groups
+    for (std::size_t c = 0; c < cols / 64; ++c) {
+      const std::size_t g0 = 2 * c;  // the chunk's two groups
       const __m256 word_scale = _mm256_permutexvar_ps(word_group, _mm256_castps128_ps256(_mm_castsi128_ps(
                                                                    _mm_loadl_epi64(reinterpret_cast<const __m128i*>(&p.scale[g0])))));
       const __m256 word_zero = _mm256_permutexvar_ps(word_group, _mm256_castps128_ps256(_mm_castsi128_ps(
                                                                  _mm_loadl_epi64(reinterpret_cast<const __m128i*>(&p.zero[g0])))));
-      const __m256i words = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 32 * hh));
-      const float* xh = x + 128 * (hh / 2) + 8 * (hh % 2);
+      const __m256i words = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 32 * c));
+      const float* xh = x + 64 * c;
       __m256 part[M][kChains];
       for (int i = 0; i < M; ++i)
         for (int c = 0; c < kChains; ++c) part[i][c] = _mm256_setzero_ps();
@@ -216,7 +215,7 @@ void gemv_4bit_lanes(const QWeight& w, std::size_t r0, std::size_t r1, const flo
         if (asymmetric) v = _mm256_sub_ps(v, word_zero);
 #pragma GCC unroll 8
         for (int i = 0; i < M; ++i)
-          part[i][t % kChains] = _mm256_fmadd_ps(v, _mm256_loadu_ps(xh + i * cols + 16 * t), part[i][t % kChains]);
+          part[i][t % kChains] = _mm256_fmadd_ps(v, _mm256_loadu_ps(xh + i * cols + 8 * t), part[i][t % kChains]);
       }
       for (int i = 0; i < M; ++i) {
         __m256 sum = part[i][0];

@@ -43,19 +43,25 @@ void to_nibbles(const int8_t* src, std::size_t cols, int8_t* dst) {
     }
 }
 
-// Each block of 128 as 8 vectors of 16: vector t holds positions 8j + t (the 4-bit codes that
-// a 32-bit word j of the block's bytes shifted right by 4t puts in its low bits).
+// Each block of 64 as 8 vectors of 8: vector t holds positions 8j + t (the 4-bit codes that a
+// 32-bit word j of the block's bytes shifted right by 4t puts in its low bits).
 void to_wide(const float* src, std::size_t cols, float* dst) {
-  for (std::size_t b = 0; b < cols; b += 128)
+  for (std::size_t b = 0; b < cols; b += 64)
     for (std::size_t t = 0; t < 8; ++t)
-      for (std::size_t j = 0; j < 16; ++j) dst[b + 16 * t + j] = src[b + 8 * j + t];
+      for (std::size_t j = 0; j < 8; ++j) dst[b + 8 * t + j] = src[b + 8 * j + t];
 }
+
+// Below this much work (weights x batch rows) a GEMV runs on the calling thread: measured on 2
+// cores, waking the pool cost more than the second core saved for a 576 x 576 int4 weight
+// (29 us on one thread, 43 us on two) and broke even near 1536 x 576.
+constexpr std::size_t kMinParallelWork = std::size_t{1} << 20;
 
 // Dynamic split of [0, n) in blocks: each pool task calls task(next), and next(b, e) hands out
 // the following block until none is left. On a shared machine a thread that loses its core
-// then delays one small block, not a fixed share of the rows.
+// then delays one small block, not a fixed share of the rows. Work below kMinParallelWork runs
+// as one task on the calling thread.
 template <class Task>
-void for_blocks(std::size_t n, std::size_t block, const Task& task) {
+void for_blocks(std::size_t n, std::size_t block, const Task& task, std::size_t work) {
   std::atomic<std::size_t> cursor{0};
   auto next = [&](std::size_t& b, std::size_t& e) {
     b = cursor.fetch_add(block, std::memory_order_relaxed);
@@ -63,7 +69,8 @@ void for_blocks(std::size_t n, std::size_t block, const Task& task) {
     return b < n;
   };
   const std::size_t n_blocks = (n + block - 1) / block;
-  const std::size_t tasks = std::min<std::size_t>(n_blocks, static_cast<std::size_t>(get_num_threads()));
+  const std::size_t tasks =
+      work < kMinParallelWork ? 1 : std::min<std::size_t>(n_blocks, static_cast<std::size_t>(get_num_threads()));
   parallel_for(tasks, 1, [&](std::size_t t0, std::size_t t1) {
     for (std::size_t t = t0; t < t1; ++t) task(next);
   });
@@ -107,16 +114,16 @@ void qmatmul(const QWeight& w, const float* x, std::size_t m, const float* bias,
     for_blocks(rows, row_grain, [&](auto& next) {
       std::vector<uint8_t> buf(cols);
       for (std::size_t r0, r1; next(r0, r1);) kernels.qdot_rows_int8(w, r0, r1, in, buf.data(), y, rows);
-    });
+    }, m <= 8 ? rows * cols * m : kMinParallelWork);
   } else if (m <= 8) {
-    const bool wide = pairs && cols % 128 == 0;
+    const bool wide = pairs && cols % 64 == 0;
     std::vector<float> x_pairs(pairs ? m * cols : 0), x_wide(wide ? m * cols : 0);
     for (std::size_t i = 0; pairs && i < m; ++i) to_pairs(x + i * cols, cols, &x_pairs[i * cols]);
     for (std::size_t i = 0; wide && i < m; ++i) to_wide(x + i * cols, cols, &x_wide[i * cols]);
     const QInput in{x, pairs ? x_pairs.data() : nullptr, wide ? x_wide.data() : nullptr, nullptr, m};
     for_blocks(rows, row_grain, [&](auto& next) {
       for (std::size_t r0, r1; next(r0, r1);) kernels.gemv_rows(w, r0, r1, in, y, rows);
-    });
+    }, rows * cols * m);
   } else {
     const std::size_t n_panels = (m + kPanel - 1) / kPanel;
     std::vector<float> panels(n_panels * cols * kPanel);
@@ -136,7 +143,7 @@ void qmatmul(const QWeight& w, const float* x, std::size_t m, const float* bias,
       std::vector<float> buf(kGemmRows * cols);
       for (std::size_t t0, t1; next(t0, t1);)
         kernels.gemm_rows(w, t0 * kGemmRows, std::min(rows, t1 * kGemmRows), in, buf.data(), y, rows);
-    });
+    }, kMinParallelWork);
   }
   if (bias != nullptr)
     for (std::size_t i = 0; i < m; ++i)
