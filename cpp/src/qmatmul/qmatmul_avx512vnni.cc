@@ -149,13 +149,17 @@ float hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
 
 // Blocks of 64 or more (block % 64 == 0): unsigned codes straight into vpdpbusd (4-bit codes
 // split into the q_pairs order once per tile; 8-bit codes read in place), int32 lanes summed
-// over the whole block, then zero * sum(q) taken off lane 0 (still integers: every lane is
-// below 2^24, so it converts to float exactly) and one multiply-add by sx * scale per block.
+// over the whole block; per block the tile's four 16-lane sums are folded into one vector
+// (lane 4L + j: row j's 4 lanes of 128-bit lane L), zero * sum(q) of each row comes off lane L
+// = 0 (all still integers below 2^24, so they convert to float exactly), and one multiply-add
+// by sx * scale serves all four rows: the per-block work was most of the time when done per row
+// (measured: 4096 x 11008 int4 g128 at batch 128 went from about 50 ms to about 30 ms).
 void rows_unsigned(const QWeight& w, std::size_t r0, std::size_t r1, const QInputInt8& in, float* y,
                    std::size_t ldy) {
   const std::size_t cols = w.cols, n_groups = cols / w.group_size;
-  const bool nibbles = w.scheme.bits == 4;
+  const bool nibbles = w.scheme.bits == 4, has_offset = w.format == QWeightFormat::kQ4_1;
   std::vector<uint8_t> cbuf(nibbles ? kTileRows * cols : 0);
+  // per group g, the tile's 4 rows side by side: [g * 4 + j]
   std::vector<float> scale(kTileRows * n_groups), offset(kTileRows * n_groups);
   std::vector<int32_t> zero(kTileRows * n_groups);
   const uint8_t* codes[kTileRows];
@@ -166,9 +170,9 @@ void rows_unsigned(const QWeight& w, std::size_t r0, std::size_t r1, const QInpu
       const std::size_t r = t0 + std::min(j, nr - 1);  // a short tile repeats its last row
       for (std::size_t g = 0; g < n_groups; ++g) {
         const scalar::IntGroup p = scalar::int_group(w, r, g);
-        scale[j * n_groups + g] = p.scale;
-        zero[j * n_groups + g] = p.zero;
-        offset[j * n_groups + g] = p.offset;
+        scale[g * kTileRows + j] = p.scale;
+        zero[g * kTileRows + j] = p.zero;
+        offset[g * kTileRows + j] = p.offset;
       }
       const uint8_t* row = w.codes + r * w.row_bytes;
       if (!nibbles) {
@@ -189,9 +193,9 @@ void rows_unsigned(const QWeight& w, std::size_t r0, std::size_t r1, const QInpu
       const int8_t* qa = q_all + i * cols;
       const int8_t* qb = two ? qa + cols : qa;
       const std::size_t ib = two ? i + 1 : i;
-      __m512 acc[kTileRows][2];
-      float tail[kTileRows][2] = {};
-      for (std::size_t j = 0; j < kTileRows; ++j) acc[j][0] = acc[j][1] = _mm512_setzero_ps();
+      // lane 4L + j of acc holds row j's share of 128-bit lane L; tail: q4_1's offset terms
+      __m512 acc_a = _mm512_setzero_ps(), acc_b = _mm512_setzero_ps();
+      __m128 tail_a = _mm_setzero_ps(), tail_b = _mm_setzero_ps();
       for (std::size_t b = 0; b < in.n_blocks; ++b) {
         const std::size_t k0 = b * in.block, g = k0 / w.group_size;
         __m512i da[kTileRows], db[kTileRows];
@@ -208,20 +212,37 @@ void rows_unsigned(const QWeight& w, std::size_t r0, std::size_t r1, const QInpu
         }
         const int32_t qsa = in.qsum[i * in.n_blocks + b], qsb = in.qsum[ib * in.n_blocks + b];
         const float sxa = in.sx[i * in.n_blocks + b], sxb = in.sx[ib * in.n_blocks + b];
-#pragma GCC unroll 4
-        for (std::size_t j = 0; j < kTileRows; ++j) {
-          const std::size_t jg = j * n_groups + g;
-          const __m512i ia = _mm512_mask_sub_epi32(da[j], 1, da[j], _mm512_set1_epi32(zero[jg] * qsa));
-          const __m512i ib2 = _mm512_mask_sub_epi32(db[j], 1, db[j], _mm512_set1_epi32(zero[jg] * qsb));
-          acc[j][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia), _mm512_set1_ps(sxa * scale[jg]), acc[j][0]);
-          acc[j][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ib2), _mm512_set1_ps(sxb * scale[jg]), acc[j][1]);
-          tail[j][0] += sxa * (offset[jg] * static_cast<float>(qsa));
-          tail[j][1] += sxb * (offset[jg] * static_cast<float>(qsb));
+        const __m128i z = _mm_loadu_si128(reinterpret_cast<const __m128i*>(&zero[g * kTileRows]));
+        const __m128 s = _mm_loadu_ps(&scale[g * kTileRows]);
+        // the four rows' 16-lane sums folded to 4 lanes each (exact integers), zero * sum(q)
+        // taken off 128-bit lane 0, then one conversion and one multiply-add per block
+        auto fold = [&](const __m512i* d, int32_t qs, float sxv, __m512& acc) {
+          const __m512i t01 = _mm512_add_epi32(_mm512_unpacklo_epi32(d[0], d[1]), _mm512_unpackhi_epi32(d[0], d[1]));
+          const __m512i t23 = _mm512_add_epi32(_mm512_unpacklo_epi32(d[2], d[3]), _mm512_unpackhi_epi32(d[2], d[3]));
+          const __m512i u = _mm512_add_epi32(_mm512_unpacklo_epi64(t01, t23), _mm512_unpackhi_epi64(t01, t23));
+          const __m512i corrected = _mm512_sub_epi32(u, _mm512_zextsi128_si512(_mm_mullo_epi32(z, _mm_set1_epi32(qs))));
+          acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(corrected), _mm512_broadcast_f32x4(_mm_mul_ps(s, _mm_set1_ps(sxv))),
+                                acc);
+        };
+        fold(da, qsa, sxa, acc_a);
+        fold(db, qsb, sxb, acc_b);
+        if (has_offset) {
+          const __m128 o = _mm_loadu_ps(&offset[g * kTileRows]);
+          tail_a = _mm_add_ps(tail_a, _mm_mul_ps(_mm_set1_ps(sxa), _mm_mul_ps(o, _mm_set1_ps(static_cast<float>(qsa)))));
+          tail_b = _mm_add_ps(tail_b, _mm_mul_ps(_mm_set1_ps(sxb), _mm_mul_ps(o, _mm_set1_ps(static_cast<float>(qsb)))));
         }
       }
+      auto rows4 = [](__m512 acc, __m128 tail) {  // sum of the four 128-bit lanes, plus the tail
+        const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(acc),
+                                       _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc), 1)));
+        return _mm_add_ps(_mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)), tail);
+      };
+      alignas(16) float ya[4], yb[4];
+      _mm_store_ps(ya, rows4(acc_a, tail_a));
+      _mm_store_ps(yb, rows4(acc_b, tail_b));
       for (std::size_t j = 0; j < nr; ++j) {
-        y[i * ldy + t0 + j] = hsum(acc[j][0]) + tail[j][0];
-        if (two) y[(i + 1) * ldy + t0 + j] = hsum(acc[j][1]) + tail[j][1];
+        y[i * ldy + t0 + j] = ya[j];
+        if (two) y[(i + 1) * ldy + t0 + j] = yb[j];
       }
     }
   }
