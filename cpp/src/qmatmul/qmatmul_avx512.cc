@@ -23,6 +23,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <utility>
 #include <vector>
 
 #include "quantcore/fp8.h"
@@ -95,18 +96,18 @@ void gemv_4bit(const QWeight& w, std::size_t r0, std::size_t r1, const float* x,
 }
 
 // acc[i] += scale * sum over the group [k0, k0 + n) of decode(k) * x[i, k], n a multiple of 16;
-// decode(k) gives the 16 weights (less the scale) at k. Two partial sums per batch row, kept in
-// named registers (an array indexed in a loop went through the stack).
-template <int M, class Decode>
-inline void group_dot(Decode decode, const float* x, std::size_t cols, std::size_t k0, std::size_t n, __m512 scale,
-                      __m512* acc) {
+// decode(k) gives the 16 weights (less the scale) at k, decode_pair(k) the 32 at k. Two partial
+// sums per batch row, kept in named registers (an array indexed in a loop went through the stack).
+template <int M, class Decode, class DecodePair>
+inline void group_dot(Decode decode, DecodePair decode_pair, const float* x, std::size_t cols, std::size_t k0,
+                      std::size_t n, __m512 scale, __m512* acc) {
   __m512 p0[M], p1[M];
 #pragma GCC unroll 8
   for (int i = 0; i < M; ++i) p0[i] = p1[i] = _mm512_setzero_ps();
   std::size_t k = k0;
   const std::size_t end = k0 + n;
   for (; k + 32 <= end; k += 32) {
-    const __m512 v0 = decode(k), v1 = decode(k + 16);
+    const auto [v0, v1] = decode_pair(k);
 #pragma GCC unroll 8
     for (int i = 0; i < M; ++i) {
       p0[i] = _mm512_fmadd_ps(v0, _mm512_loadu_ps(x + i * cols + k), p0[i]);
@@ -242,7 +243,8 @@ void gemv_8bit(const QWeight& w, std::size_t r0, std::size_t r1, const float* x,
         const __m512i c = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k)));
         return _mm512_cvtepi32_ps(_mm512_sub_epi32(c, zero));
       };
-      group_dot<M>(code, x, cols, g * w.group_size, w.group_size, _mm512_set1_ps(p.scale[g]), acc);
+      auto code_pair = [&](std::size_t k) { return std::pair{code(k), code(k + 16)}; };
+      group_dot<M>(code, code_pair, x, cols, g * w.group_size, w.group_size, _mm512_set1_ps(p.scale[g]), acc);
     }
     for (int i = 0; i < M; ++i) y[i * ldy + r] = _mm512_reduce_add_ps(acc[i]);
   }
@@ -260,6 +262,21 @@ __m512 fp8_to_float(const uint8_t* p, __m128i& magnitude) {
   return _mm512_cvtph_ps(_mm256_add_epi16(t, _mm256_and_si256(t, _mm256_set1_epi16(0x4000))));
 }
 
+// The same for 32 codes: one widening to 32 words, two conversions.
+template <bool kE4m3fn>
+std::pair<__m512, __m512> fp8_to_float_pair(const uint8_t* p, __m256i& magnitude) {
+  const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  __m512i v = _mm512_cvtepu8_epi16(bytes);
+  if (kE4m3fn) {
+    magnitude = _mm256_max_epu8(magnitude, _mm256_and_si256(bytes, _mm256_set1_epi8(0x7F)));
+    const __m512i t = _mm512_slli_epi16(v, 7);
+    v = _mm512_add_epi16(t, _mm512_and_si512(t, _mm512_set1_epi16(0x4000)));
+  } else {
+    v = _mm512_slli_epi16(v, 8);
+  }
+  return {_mm512_cvtph_ps(_mm512_castsi512_si256(v)), _mm512_cvtph_ps(_mm512_extracti64x4_epi64(v, 1))};
+}
+
 template <int M, bool kE4m3fn>
 void gemv_fp8(const QWeight& w, std::size_t r0, std::size_t r1, const QInput& in, float* y, std::size_t ldy) {
   const std::size_t cols = w.cols, n_groups = cols / w.group_size;
@@ -272,10 +289,14 @@ void gemv_fp8(const QWeight& w, std::size_t r0, std::size_t r1, const QInput& in
     __m128i magnitude = _mm_setzero_si128();
     __m512 acc[M];
     for (int i = 0; i < M; ++i) acc[i] = _mm512_setzero_ps();
+    __m256i magnitude32 = _mm256_setzero_si256();
     for (std::size_t g = 0; g < n_groups; ++g) {
       auto code = [&](std::size_t k) { return fp8_to_float<kE4m3fn>(row + k, magnitude); };
-      group_dot<M>(code, x, cols, g * w.group_size, w.group_size, _mm512_set1_ps(p.scale[g] * unit), acc);
+      auto code_pair = [&](std::size_t k) { return fp8_to_float_pair<kE4m3fn>(row + k, magnitude32); };
+      group_dot<M>(code, code_pair, x, cols, g * w.group_size, w.group_size, _mm512_set1_ps(p.scale[g] * unit), acc);
     }
+    magnitude = _mm_max_epu8(magnitude, _mm_max_epu8(_mm256_castsi256_si128(magnitude32),
+                                                     _mm256_extracti128_si256(magnitude32, 1)));
     if (kE4m3fn && _mm_movemask_epi8(_mm_cmpeq_epi8(magnitude, _mm_set1_epi8(0x7F))) != 0) {
       gemv_decoded(w, r, r + 1, in, y, ldy);  // a NaN code: decode exactly so the NaN propagates
       continue;
