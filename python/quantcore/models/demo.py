@@ -188,13 +188,15 @@ def run_demo(model_path: str | os.PathLike | None = None, *, configs=DEFAULT_CON
 
 def format_table(rows: list[Row], *, n_windows: int, block_bytes: int | None = None) -> str:
     header = (f"{'method / scheme':<24}{'bits/w':>8}{'size MB':>9}{'ppl':>9}{'delta':>8}{'KL':>9}"
-              f"{'top-1':>8}{'decode tok/s':>14}")
+              f"{'top-1':>8}{'decode tok/s':>14}{'quantize s':>12}")
     lines = [header, "-" * len(header)]
     for r in rows:
         lines.append(f"{r.label:<24}{r.bits_per_weight:>8.3f}{r.weight_bytes / 1e6:>9.1f}{r.perplexity:>9.3f}"
-                     f"{r.delta:>+8.3f}{r.kl:>9.4f}{r.top1:>8.3f}{r.decode_tokens_per_s:>14.1f}")
+                     f"{r.delta:>+8.3f}{r.kl:>9.4f}{r.top1:>8.3f}{r.decode_tokens_per_s:>14.1f}"
+                     f"{r.quantize_seconds:>12.1f}")
     lines.append(f"perplexity over {n_windows} windows x 511 scored tokens; KL(float || quantized) in nats per "
-                 "token; bits/w over the block linears; size = all weights (embedding at q8_0 when quantized)")
+                 "token; bits/w over the block linears; size = all weights (embedding at q8_0 when quantized); "
+                 "quantize s = seconds to quantize the whole model (calibration included)")
     return "\n".join(lines)
 
 
