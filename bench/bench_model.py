@@ -2,12 +2,12 @@
 the same model with its linears quantized (RTN int4 group 64 asymmetric, the demo's int4 row;
 embedding / output at q8_0) running through quantcore.matmul.
 
-    OPENBLAS_NUM_THREADS=1 python -m pytest bench/bench_model.py --benchmark-only -q
+    python -m pytest bench/bench_model.py --benchmark-only -q
 
-Decode steps are small matrix-vector products: with several OpenBLAS threads on a loaded
-2-core machine numpy's float forward slows down many-fold (threads spin waiting for a core), so
-the float baseline is measured with one BLAS thread, its fastest setting here; quantcore's
-kernels use their own pool (QUANTCORE_NUM_THREADS).
+numpy's float forward runs on OpenBLAS's threads (all cores by default, as a user would run
+it); on a loaded machine those threads spin waiting for a core and the float decode slows
+down many-fold, so compare runs on a quiet machine (OPENBLAS_NUM_THREADS=1 gives the float
+model's single-core speed). quantcore's kernels use their own pool (QUANTCORE_NUM_THREADS).
 
 Each round prefills a 64-token prompt (not timed), then times DECODE greedy steps; the
 summary's ratio is the float model's median over the quantized one's (decode tokens/s of the
