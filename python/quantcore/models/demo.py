@@ -100,19 +100,23 @@ class FloatReference:
         for w, lp in zip(evaluate._progress(self.windows, "evaluate", progress), self.logprobs):
             lq = _log_softmax32(model.forward(w))
             nll.append(-lq[np.arange(w.size - 1), w[1:]].astype(np.float64))
-            p = np.exp(lp.astype(np.float64))
-            kl += float(np.sum(p * (lp.astype(np.float64) - lq.astype(np.float64))))
             agree += int(np.sum(np.argmax(lp, axis=-1) == np.argmax(lq, axis=-1)))
+            # p * (lp - lq) in float32 (lp - lq is small: an absolute error near 1e-6 per term),
+            # summed in float64
+            np.subtract(lp, lq, out=lq)
+            lq *= np.exp(lp)
+            kl += float(np.sum(lq, dtype=np.float64))
             count += w.size
         return float(np.exp(np.mean(nll))), kl / count, agree / count
 
 
 def _log_softmax32(logits: np.ndarray) -> np.ndarray:
-    """float32 log-softmax (computed in float64, stored as float32 to halve the memory)."""
-    x = logits.astype(np.float64)
-    x -= x.max(axis=-1, keepdims=True)
-    x -= np.log(np.exp(x).sum(axis=-1, keepdims=True))
-    return x.astype(np.float32)
+    """float32 log-softmax of float32 logits: x - max - log(sum(exp(x - max))), the sum of each
+    row in float64 (so only the float32 rounding of each entry remains)."""
+    x = np.subtract(logits, logits.max(axis=-1, keepdims=True), dtype=np.float32)
+    e = np.exp(x)
+    x -= np.log(np.sum(e, axis=-1, keepdims=True, dtype=np.float64)).astype(np.float32)
+    return x
 
 
 def layer_output_errors(float_model: LlamaModel, model: LlamaModel, tokens: np.ndarray) -> dict:
