@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
@@ -35,13 +36,36 @@ thread_local bool t_inside_pool_task = false;
 
 // Workers sleep on `wake_` until a job is posted. Each job owns its chunk counter, so a
 // worker still finishing an old job can never claim chunks of a newer one.
+//
+// Before sleeping, a worker spins for up to kSpin on the posted generation, and the caller
+// spins as long on its job's pending count before waiting on `done_`: a model's decode step
+// posts a small job every few microseconds, and a futex wake-up cost more than the job
+// (measured: a 576 x 576 int4 GEMV took 29 us on one thread and 43 us on two with sleeping
+// workers). Spinning stops at once when work arrives, so it only ever burns kSpin per job.
+constexpr auto kSpin = std::chrono::microseconds(50);
+
 struct Job {
   const std::function<void(std::size_t)>* fn;
   std::size_t n_chunks;
   std::atomic<std::size_t> next_chunk{0};
-  std::size_t pending;  // guarded by ThreadPool::mutex_
-  std::exception_ptr error;
+  std::atomic<std::size_t> pending;
+  std::exception_ptr error;  // guarded by ThreadPool::mutex_
 };
+
+// Spin until done() or kSpin has passed; true if done() became true.
+template <class Done>
+bool spin_until(const Done& done) {
+  const auto until = std::chrono::steady_clock::now() + kSpin;
+  for (int i = 0;; ++i) {
+    if (done()) return true;
+    if ((i & 63) == 63 && std::chrono::steady_clock::now() >= until) return false;
+#if defined(__x86_64__) || defined(_M_X64)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    asm volatile("yield");
+#endif
+  }
+}
 
 class ThreadPool {
  public:
@@ -67,12 +91,14 @@ class ThreadPool {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       job_ = job;
-      ++generation_;
+      posted_.store(++generation_, std::memory_order_release);
     }
     wake_.notify_all();
     work_on(*job);
+    auto finished = [&] { return job->pending.load(std::memory_order_acquire) == 0; };
+    spin_until(finished);
     std::unique_lock<std::mutex> lock(mutex_);
-    done_.wait(lock, [&] { return job->pending == 0; });
+    done_.wait(lock, finished);
     job_.reset();
     if (job->error) std::rethrow_exception(job->error);
   }
@@ -82,6 +108,7 @@ class ThreadPool {
     std::uint64_t seen = 0;
     for (;;) {
       std::shared_ptr<Job> job;
+      spin_until([&] { return posted_.load(std::memory_order_acquire) != seen; });
       {
         std::unique_lock<std::mutex> lock(mutex_);
         wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
@@ -108,10 +135,9 @@ class ThreadPool {
       ++finished;
     }
     t_inside_pool_task = false;
-    if (finished > 0) {
-      std::lock_guard<std::mutex> lock(mutex_);
-      job.pending -= finished;
-      if (job.pending == 0) done_.notify_all();
+    if (finished > 0 && job.pending.fetch_sub(finished, std::memory_order_acq_rel) == finished) {
+      std::lock_guard<std::mutex> lock(mutex_);  // the caller may be between its check and its wait
+      done_.notify_all();
     }
   }
 
@@ -120,7 +146,8 @@ class ThreadPool {
   std::mutex mutex_;
   std::condition_variable wake_, done_;
   std::shared_ptr<Job> job_;
-  std::uint64_t generation_ = 0;
+  std::uint64_t generation_ = 0;           // guarded by mutex_
+  std::atomic<std::uint64_t> posted_{0};  // generation_, readable without the lock
   bool stop_ = false;
 };
 

@@ -55,9 +55,9 @@ void to_wide(const float* src, std::size_t cols, float* dst) {
 }
 
 // Below this much work (weights x batch rows) a GEMV runs on the calling thread: measured on 2
-// cores, waking the pool cost more than the second core saved for a 576 x 576 int4 weight
-// (29 us on one thread, 43 us on two) and broke even near 1536 x 576.
-constexpr std::size_t kMinParallelWork = std::size_t{1} << 20;
+// cores, a 192 x 576 int4 GEMV gained nothing from the second core; 576 x 576 did (32 -> 19 us)
+// once the pool's workers spin briefly between jobs instead of sleeping.
+constexpr std::size_t kMinParallelWork = std::size_t{1} << 18;
 
 // Dynamic split of [0, n) in blocks: each pool task calls task(next), and next(b, e) hands out
 // the following block until none is left. On a shared machine a thread that loses its core
@@ -98,7 +98,10 @@ void qmatmul(const QWeight& w, const float* x, std::size_t m, const float* bias,
   const std::size_t rows = w.rows, cols = w.cols;
   const bool pairs = w.scheme.bits == 4 && cols % 32 == 0 &&
                      (w.format == QWeightFormat::kIntq || w.format == QWeightFormat::kQ4_1);
-  const std::size_t row_grain = std::max<std::size_t>(1, kGemvGrain / cols);
+  // kGemvGrain weights per block, but at least 4 blocks per thread when the weight is smaller
+  const std::size_t threads = static_cast<std::size_t>(get_num_threads());
+  const std::size_t row_grain =
+      std::max<std::size_t>(1, std::min(kGemvGrain / cols, (rows + 4 * threads - 1) / (4 * threads)));
   if (int8_activations) {
     const std::size_t n_blocks = (cols + block - 1) / block;
     const bool nib = pairs && cols % 128 == 0 && m <= 8;
