@@ -198,6 +198,8 @@ INT8_CONFIGS = [c for c in CONFIGS if c[0] in INT8_SCHEMES] + [
     ("int4", 128, True, np.float16, 4096),  # blocks of 128: the integer sums span the group
     ("int8", 64, False, np.float32, 192),
     ("int8", 256, True, np.float16, 512),
+    ("q4_0", 32, True, np.float16, 640),  # blocks of 32 over 5 chunks of 128: four folded, one not
+    ("int4", 32, False, ml_dtypes.bfloat16, 512),
 ]
 
 

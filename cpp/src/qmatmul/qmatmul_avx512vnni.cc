@@ -32,6 +32,14 @@ constexpr std::size_t kTileRows = 4;
 // sx * scale. Blocks smaller than a chunk (32 or 64 codes; group == block): each lane is
 // converted to float, its block's zero * sum(q) (an exact float, < 2^24) is taken off the
 // block's first lane, and it is scaled by its block's sx * scale.
+// Four 16-lane int32 vectors folded into one: lane 4L + j = the sum of lanes 4L .. 4L + 3 of
+// d_j (the 4 lanes of its 128-bit lane L).
+inline __m512i fold4(__m512i d0, __m512i d1, __m512i d2, __m512i d3) {
+  const __m512i t01 = _mm512_add_epi32(_mm512_unpacklo_epi32(d0, d1), _mm512_unpackhi_epi32(d0, d1));
+  const __m512i t23 = _mm512_add_epi32(_mm512_unpacklo_epi32(d2, d3), _mm512_unpackhi_epi32(d2, d3));
+  return _mm512_add_epi32(_mm512_unpacklo_epi64(t01, t23), _mm512_unpackhi_epi64(t01, t23));
+}
+
 template <int kBits, bool kBig, bool kOneChunk = false>
 void gemv_stream(const QWeight& w, std::size_t r0, std::size_t r1, const QInputInt8& in, float* y, std::size_t ldy) {
   constexpr std::size_t kChunk = kBits == 4 ? 128 : 64, kLaneCodes = kChunk / 16;
@@ -129,6 +137,24 @@ void gemv_stream(const QWeight& w, std::size_t r0, std::size_t r1, const QInputI
           return std::pair{_mm512_sub_ps(d, correction), _mm512_mul_ps(lanes(sx), lanes(p.scale.data()))};
         };
         std::size_t c = 0;
+        if (kBits == 4 && blocks_per_chunk == 4) {
+          // blocks of 32: four chunks (16 blocks) at a time, each block's 4 lanes summed in
+          // integers first (fold4), so the correction, conversion and scaling run once per
+          // block instead of once per lane
+          const __m512i transpose = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+          for (; c + 4 <= n_chunks; c += 4) {
+            const std::size_t b0 = c * 4;
+            const __m512i d0 = chunk_dot(c, _mm512_setzero_si512()), d1 = chunk_dot(c + 1, _mm512_setzero_si512());
+            const __m512i d2 = chunk_dot(c + 2, _mm512_setzero_si512()), d3 = chunk_dot(c + 3, _mm512_setzero_si512());
+            // lane 4L + j: block L of chunk j; transposed to block 4j + L, the natural order
+            const __m512i sums = _mm512_permutexvar_epi32(transpose, fold4(d0, d1, d2, d3));
+            const __m512i zq = _mm512_mullo_epi32(_mm512_cvtps_epi32(_mm512_loadu_ps(&p.zero[b0])),
+                                                  _mm512_loadu_si512(qsum + b0));
+            const __m512 sxs = _mm512_mul_ps(_mm512_loadu_ps(sx + b0), _mm512_loadu_ps(&p.scale[b0]));
+            __m512& acc = (c / 4) % 2 == 0 ? acc0 : acc1;
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(sums, zq)), sxs, acc);
+          }
+        }
         for (; c + 2 <= n_chunks; c += 2) {
           const auto [d0, s0] = chunk_term(c);
           const auto [d1, s1] = chunk_term(c + 1);
@@ -217,9 +243,7 @@ void rows_unsigned(const QWeight& w, std::size_t r0, std::size_t r1, const QInpu
         // the four rows' 16-lane sums folded to 4 lanes each (exact integers), zero * sum(q)
         // taken off 128-bit lane 0, then one conversion and one multiply-add per block
         auto fold = [&](const __m512i* d, int32_t qs, float sxv, __m512& acc) {
-          const __m512i t01 = _mm512_add_epi32(_mm512_unpacklo_epi32(d[0], d[1]), _mm512_unpackhi_epi32(d[0], d[1]));
-          const __m512i t23 = _mm512_add_epi32(_mm512_unpacklo_epi32(d[2], d[3]), _mm512_unpackhi_epi32(d[2], d[3]));
-          const __m512i u = _mm512_add_epi32(_mm512_unpacklo_epi64(t01, t23), _mm512_unpackhi_epi64(t01, t23));
+          const __m512i u = fold4(d[0], d[1], d[2], d[3]);
           const __m512i corrected = _mm512_sub_epi32(u, _mm512_zextsi128_si512(_mm_mullo_epi32(z, _mm_set1_epi32(qs))));
           acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(corrected), _mm512_broadcast_f32x4(_mm_mul_ps(s, _mm_set1_ps(sxv))),
                                 acc);
