@@ -165,3 +165,19 @@ def test_default_group_size_follows_the_scheme(tiny):
     assert quantize_model(tiny, "rtn", "q4_0", progress=False).blocks[0].linears["q"].qt.group_size == 32
     with pytest.raises(ValueError, match=r"in_features=64, group_size=128"):  # int4's default is 128
         quantize_model(tiny, "rtn", "int4", progress=False)
+
+
+def test_captured_block_inputs_are_what_the_block_forward_sees(tiny):
+    from quantcore.models.quantized import _capture_block_inputs
+
+    rng = np.random.default_rng(5)
+    hs = [rng.standard_normal((12, tiny.config.n_embd)).astype(np.float32) for _ in range(2)]
+    cos, sin = tiny.rope(0, 12)
+    block = tiny.blocks[1]
+    want: dict = {}
+    for h in hs:
+        block.forward(h, cos, sin, capture=lambda name, x: want.setdefault(name.rsplit(".", 1)[1], []).append(x))
+    got = _capture_block_inputs(block, hs, cos, sin)
+    assert set(got) == set(want)
+    for name, xs in want.items():
+        np.testing.assert_array_equal(got[name], np.concatenate(xs))
