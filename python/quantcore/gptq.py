@@ -59,7 +59,7 @@ from quantcore._checks import as_array
 from quantcore.pack import pack_bits
 from quantcore.quantize import QuantizedTensor, _SCALE_TYPE_CODE, check_grid
 
-__all__ = ["GPTQDampWarning", "GPTQResult", "Hessian", "SCHEMES", "quantize"]
+__all__ = ["CLIP_SHRINKS", "GPTQDampWarning", "GPTQResult", "Hessian", "SCHEMES", "quantize"]
 
 # scheme -> (grid, bits, fixed symmetric or None, fixed group size or None); grid ids as in gptq.h
 _GRID_SYMMETRIC, _GRID_ASYMMETRIC, _GRID_Q4_0, _GRID_Q4_1, _GRID_Q8_0 = range(5)
@@ -175,6 +175,11 @@ class GPTQResult:
         return float(self.losses.sum())
 
 
+# clip_search's factors of each group's range: 1.00, 0.99, ..., 0.80 (the reference's grid step)
+CLIP_SHRINKS = (1.0 - 0.01 * np.arange(21)).astype(np.float32)
+_CLIP_WEIGHTED = True
+
+
 def _inverse_cholesky(H: np.ndarray, damp: float) -> tuple[np.ndarray, float]:
     """Upper-triangular U (float32, C order) with U^T U = (H + damp * mean(diag H) * I)^-1,
     computed in float64, and the damp used.
@@ -234,8 +239,11 @@ def _inverse_lower(c: np.ndarray) -> np.ndarray:
     return inv  # dpotrf(clean=1) zeroed the upper triangle and dtrtri(lower=1) leaves it alone
 
 
-def _group_params(G: np.ndarray, grid: int, bits: int, scale_code: int, g: int, col0: int):
-    """Parameters of one group for all rows: (params bytes [rows, 32], stored scale, stored zero)."""
+def _group_params(G: np.ndarray, grid: int, bits: int, scale_code: int, g: int, col0: int,
+                  clip: tuple | None = None):
+    """Parameters of one group for all rows: (params bytes [rows, 32], stored scale, stored zero).
+    clip: None (the group's range), or (shrinks float32 [k], weight float32 [gs] or None):
+    the clipping search, each row's least-error factor of its range."""
     rows = G.shape[0]
     G = np.ascontiguousarray(G, dtype=np.float32)
     if not np.isfinite(G).all():
@@ -247,7 +255,12 @@ def _group_params(G: np.ndarray, grid: int, bits: int, scale_code: int, g: int, 
     params = np.empty((rows, _PARAMS_BYTES), np.uint8)
     scale = np.empty(rows, np.float32)
     zero = np.empty(rows, np.float32)
-    bad = _core.gptq_params(G, grid, bits, scale_code, params, scale, zero)
+    if clip is None:
+        bad = _core.gptq_params(G, grid, bits, scale_code, params, scale, zero)
+    else:
+        shrinks, weight = clip
+        chosen = np.empty(rows, np.float32)
+        bad = _core.gptq_clip_params(G, weight, shrinks, grid, bits, scale_code, params, scale, zero, chosen)
     if bad >= 0:
         raise ValueError(
             f"gptq.quantize: the scale of group {g} (from column {col0}) of row {bad} is not finite in the "
@@ -268,6 +281,7 @@ def quantize(
     damp: float = 0.01,
     block_size: int = 128,
     scale_dtype: object = np.float16,
+    clip_search: bool = False,
 ) -> GPTQResult:
     """Quantize a linear layer's weight with GPTQ (algorithm in the module docstring).
 
@@ -356,18 +370,23 @@ def quantize(
     scales32 = np.empty((rows, n_groups), np.float32)
     zeros32 = np.empty((rows, n_groups), np.float32)
 
-    def set_group(g: int, G: np.ndarray, col0: int) -> None:
-        table[g], scales32[:, g], zeros32[:, g] = _group_params(G, grid, bits, scale_code, g, col0)
+    shrinks = CLIP_SHRINKS if clip_search else None
+    diag = np.diag(H).astype(np.float32)
+
+    def set_group(g: int, G: np.ndarray, col0: int, weight: np.ndarray | None = None) -> None:
+        clip = None if shrinks is None else (shrinks, weight if _CLIP_WEIGHTED else None)
+        table[g], scales32[:, g], zeros32[:, g] = _group_params(G, grid, bits, scale_code, g, col0, clip)
 
     if static_groups:  # from the original W, original column order
         for g in range(n_groups):
-            set_group(g, W[:, g * gs:(g + 1) * gs], g * gs)
+            set_group(g, W[:, g * gs:(g + 1) * gs], g * gs, np.ascontiguousarray(diag[g * gs:(g + 1) * gs]))
 
     perm = None
     if act_order:
         perm = np.argsort(-np.diag(H), kind="stable").astype(np.int64)
         W = np.ascontiguousarray(W[:, perm])
         H = H[perm][:, perm]
+        diag = diag[perm]
     # group of the column at each position of the processing order
     if static_groups and perm is not None:
         group_of = (perm // gs).astype(np.int32)
@@ -397,7 +416,7 @@ def quantize(
                 else:  # the group reaches past the block: subtract this block's pending update
                     beyond = W[:, i2:end] - Err1[:, :s0 - i1] @ Hinv[i1:s0, i2:end]
                     current = np.concatenate([W[:, s0:i2], beyond], axis=1)
-                set_group(s0 // gs, current, s0)
+                set_group(s0 // gs, current, s0, np.ascontiguousarray(diag[s0:end]))
             _core.gptq_columns(W, i1, count, s0 - i1, s1 - i1, Hinv1, grid, bits, scale_code, table, group_of,
                                codes, Err1, losses)
         if i2 < cols:
