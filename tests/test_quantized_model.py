@@ -165,3 +165,77 @@ def test_default_group_size_follows_the_scheme(tiny):
     assert quantize_model(tiny, "rtn", "q4_0", progress=False).blocks[0].linears["q"].qt.group_size == 32
     with pytest.raises(ValueError, match=r"in_features=64, group_size=128"):  # int4's default is 128
         quantize_model(tiny, "rtn", "int4", progress=False)
+
+
+@pytest.fixture(scope="module")
+def smollm2_perplexities():
+    """Perplexities on the demo's protocol (8 windows of 512 tokens) of the float SmolLM2 and of
+    RTN and GPTQ (quantize_model's defaults) at int4 g64 and int3 g64 asymmetric."""
+    model = models.load_model()
+    windows = models.evaluation_windows(model.tokenizer, 8)
+    ppl = lambda m: models.perplexity(m, windows, progress=False).perplexity
+    out = {"float": ppl(model)}
+    for scheme in ("int4", "int3"):
+        for method in ("rtn", "gptq"):
+            q = quantize_model(model, method, scheme, group_size=64, symmetric=False, progress=False)
+            out[f"{method} {scheme}"] = ppl(q)
+    return out
+
+
+def _recovered(p):
+    return (p["rtn int4"] - p["gptq int4"]) / (p["rtn int4"] - p["float"])
+
+
+@pytest.mark.slow
+def test_smollm2_gptq_int3_within_twice_float_and_int4_recovers_over_half(smollm2_perplexities):
+    p = smollm2_perplexities
+    # measured: float 21.406, RTN int3 65.64, GPTQ int3 in quantize_model's docstring; int4 57% recovered
+    assert p["gptq int3"] <= 2 * p["float"], p
+    assert _recovered(p) >= 0.5, p
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason="issue 6 asks GPTQ to recover 60% of RTN's int4 g64 gap; measured 57% "
+                          "(see quantize_model's docstring)")
+def test_smollm2_gptq_int4_recovers_60_percent_of_the_rtn_gap(smollm2_perplexities):
+    assert _recovered(smollm2_perplexities) >= 0.6, smollm2_perplexities
+
+
+def test_gptq_true_sequential_calibrates_each_linear_on_the_quantized_ones_before_it(tiny):
+    from quantcore import gptq
+    from quantcore.models.llama import LlamaBlock, silu
+
+    rng = np.random.default_rng(6)
+    calibration = rng.integers(0, tiny.config.vocab_size, (3, 40))
+    options = dict(group_size=16, calibration=calibration, embedding_scheme=None, progress=False, layers=[0])
+    seq = quantize_model(tiny, "gptq", "int4", true_sequential=True, **options)
+    # restated step by step for block 0, from the float embeddings
+    block = tiny.blocks[0]
+    hs = [tiny.embed(s) for s in calibration]
+    cos, sin = tiny.rope(0, calibration.shape[1])
+
+    def gptq_codes(name, xs):
+        h = gptq.Hessian(xs[0].shape[-1])
+        for x in xs:
+            h.add_batch(x)
+        return gptq.quantize(block.linears[name].weight, h, "int4", group_size=16, act_order=True, static_groups=True,
+                             damp=0.03, clip_search=True).qtensor
+
+    got = seq.blocks[0].linears
+    x_attn = [block.attn_norm(h) for h in hs]
+    for name in ("q", "k", "v"):
+        np.testing.assert_array_equal(got[name].qt.codes, gptq_codes(name, x_attn).codes, err_msg=name)
+    staged = LlamaBlock(block.config, 0, block.attn_norm, block.ffn_norm,
+                        {**block.linears, "q": got["q"], "k": got["k"], "v": got["v"]})
+    o_in = []
+    for x in x_attn:
+        staged.attention(x, cos, sin, None, capture=lambda n, a: o_in.append(a) if n.endswith(".o") else None)
+    np.testing.assert_array_equal(got["o"].qt.codes, gptq_codes("o", o_in).codes)
+    hs = [h + got["o"](a) for h, a in zip(hs, o_in)]
+    x_ffn = [block.ffn_norm(h) for h in hs]
+    for name in ("gate", "up"):
+        np.testing.assert_array_equal(got[name].qt.codes, gptq_codes(name, x_ffn).codes, err_msg=name)
+    hidden = [silu(got["gate"](x)) * got["up"](x) for x in x_ffn]
+    np.testing.assert_array_equal(got["down"].qt.codes, gptq_codes("down", hidden).codes)
+    # block 1 was not selected: it stays float
+    assert type(seq.blocks[1].linears["q"]).__name__ == "Linear"

@@ -23,6 +23,10 @@ The algorithm (names as in the paper):
     the block's pending update, Err1 so far @ Hinv). With static_groups, from the original W up
     front, in the original column order. group_size -1: one group per row, from the whole row.
 
+clip_search: each group's parameters come from its range shrunk by the factor (of CLIP_SHRINKS)
+that minimizes the group's diag(H)-weighted squared rounding error, the reference quantizer's
+optional search (quant.py, mse=True), instead of the full range.
+
 The grid is exactly quantcore.quantize's: the same per-group rules for scale and zero point (the
 scale rounded to scale_dtype before codes are computed) and the same codes, through the same C++
 helpers; for q4_0 / q4_1 / q8_0, llama.cpp's rules (gguf.h). So a W that needs no error feedback
@@ -177,7 +181,6 @@ class GPTQResult:
 
 # clip_search's factors of each group's range: 1.00, 0.99, ..., 0.80 (the reference's grid step)
 CLIP_SHRINKS = (1.0 - 0.01 * np.arange(21)).astype(np.float32)
-_CLIP_WEIGHTED = True
 
 
 def _inverse_cholesky(H: np.ndarray, damp: float) -> tuple[np.ndarray, float]:
@@ -300,6 +303,13 @@ def quantize(
         damp: relative dampening, >= 0: damp * mean(diag H) is added to the diagonal.
         block_size: columns per lazy-update block (positive).
         scale_dtype: np.float16, np.float32 or ml_dtypes.bfloat16 (GGUF schemes: float16).
+        clip_search: find each group's parameters by the reference quantizer's clipping search
+            (IST-DASLab quant.py, mse=True): the parameters of the group's values times each
+            factor of CLIP_SHRINKS (1.00, 0.99, ..., 0.80), keeping per row the factor of least
+            sum_j diag(H)_j (w_j - q_j)^2 over the group's columns (the reference scores
+            |w - q|^2.4 unweighted; diag(H) weighs each column as GPTQ's loss does). With
+            static_groups the search runs on the original W; otherwise on the error-updated
+            columns when the group is reached.
 
     Returns:
         GPTQResult: qtensor (QuantizedTensor; `perm` set when act_order and not static_groups
@@ -334,7 +344,8 @@ def quantize(
         h = _float_array(H, fn, "H")
     if h.shape != (cols, cols):
         raise ValueError(f"{fn}: H must have shape {(cols, cols)} for W of shape {a.shape} (got {h.shape})")
-    for name, flag in (("symmetric", symmetric), ("act_order", act_order), ("static_groups", static_groups)):
+    for name, flag in (("symmetric", symmetric), ("act_order", act_order), ("static_groups", static_groups),
+                       ("clip_search", clip_search)):
         if not isinstance(flag, (bool, np.bool_)):
             raise TypeError(f"{fn}: {name} must be a bool (got {type(flag).__name__})")
     if isinstance(group_size, (int, np.integer)) and not isinstance(group_size, bool) and group_size < 1 \
@@ -374,7 +385,7 @@ def quantize(
     diag = np.diag(H).astype(np.float32)
 
     def set_group(g: int, G: np.ndarray, col0: int, weight: np.ndarray | None = None) -> None:
-        clip = None if shrinks is None else (shrinks, weight if _CLIP_WEIGHTED else None)
+        clip = None if shrinks is None else (shrinks, weight)
         table[g], scales32[:, g], zeros32[:, g] = _group_params(G, grid, bits, scale_code, g, col0, clip)
 
     if static_groups:  # from the original W, original column order
