@@ -437,3 +437,14 @@ def test_clip_search_matches_numpy_reference(layer, scheme, symmetric, group_siz
     if zeros is not None:
         np.testing.assert_array_equal(q.zeros.astype(np.float32), zeros.astype(np.float32))
     np.testing.assert_allclose(result.losses, losses, rtol=1e-6)
+
+
+def test_clip_search_lowers_the_weighted_rounding_error_and_checks_its_type(layer):
+    W, H, _ = layer
+    d = np.diag(H)[None, :]
+    # H diagonal: no error feedback, so only the group parameters differ
+    plain = gptq.quantize(W, np.diag(np.diag(H)), "int3", group_size=64).qtensor.dequantize()
+    clipped = gptq.quantize(W, np.diag(np.diag(H)), "int3", group_size=64, clip_search=True).qtensor.dequantize()
+    assert np.sum(d * (W - clipped) ** 2) < np.sum(d * (W - plain) ** 2)
+    with pytest.raises(TypeError, match="clip_search must be a bool"):
+        gptq.quantize(W, H, "int4", group_size=64, clip_search=1)

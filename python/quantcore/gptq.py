@@ -30,7 +30,7 @@ optional search (quant.py, mse=True), instead of the full range.
 The grid is exactly quantcore.quantize's: the same per-group rules for scale and zero point (the
 scale rounded to scale_dtype before codes are computed) and the same codes, through the same C++
 helpers; for q4_0 / q4_1 / q8_0, llama.cpp's rules (gguf.h). So a W that needs no error feedback
-(e.g. H diagonal) gives exactly quantcore.quantize's result, and a GPTQ-optimized q4_0 / q4_1 /
+(e.g. H diagonal) gives exactly quantcore.quantize's result (without clip_search), and a GPTQ-optimized q4_0 / q4_1 /
 q8_0 tensor converts to llama.cpp blocks with quantcore.gguf.blocks_from_quantized. One
 difference from RTN: updated weights can leave the range their group's parameters were found
 from; codes are clamped to the grid (as the reference quantizer clamps).
