@@ -103,11 +103,38 @@ class Grid:
             return code, ((code - p["zero"]).astype(F32) * p["scale"]).astype(F32)
 
 
-def gptq_reference(W, H, grid, *, group_size=128, block_size=128, damp=0.01, act_order=False, static_groups=False):
+def clipped_params(grid, G, shrinks, weight=None):
+    """The reference quantizer's clipping search (IST-DASLab quant.py, mse=True), error weighted
+    by `weight` (one value per column of G, or None: all 1) and squared: per row, the parameters
+    of the shrunk group shrink * G with the least sum_j weight_j (G_j - dq_j)^2, the first such
+    shrink in the order given."""
+    G = np.asarray(G, F32)
+    rows, n = G.shape
+    weight = np.ones(n) if weight is None else np.asarray(weight, np.float64)
+    best, best_error = None, None
+    for shrink in shrinks:
+        p = grid.params((F32(shrink) * G).astype(F32))
+        error = np.zeros(rows)
+        for j in range(n):
+            _, dq = grid.encode(G[:, j], p)
+            error += weight[j] * (G[:, j].astype(np.float64) - dq.astype(np.float64)) ** 2
+        if best is None:
+            best, best_error = dict(p), error
+            continue
+        better = error < best_error
+        for key, value in p.items():
+            best[key] = np.where(better, value, best[key])
+        best_error = np.where(better, error, best_error)
+    return best
+
+
+def gptq_reference(W, H, grid, *, group_size=128, block_size=128, damp=0.01, act_order=False, static_groups=False,
+                   clip_shrinks=None):
     """Returns (codes int64 [out, in] (in the stored column order), scales [out, n_groups],
     zeros or None, perm or None (the stored permutation), losses float64 [out]).
 
-    W: [out, in]; H: [in, in] (2/N sum x x^T); group_size -1: one group per row.
+    W: [out, in]; H: [in, in] (2/N sum x x^T); group_size -1: one group per row. clip_shrinks:
+    None, or the factors of clipped_params (weighted by diag(H)) for every group's parameters.
     """
     W = np.array(W, dtype=F32)
     H = np.array(H, dtype=np.float64)
@@ -118,15 +145,21 @@ def gptq_reference(W, H, grid, *, group_size=128, block_size=128, damp=0.01, act
 
     gs = columns if group_size == -1 else group_size
     n_groups = columns // gs
+    diag = np.diag(H).astype(F32)
+
+    def group_params(G, weight):
+        return grid.params(G) if clip_shrinks is None else clipped_params(grid, G, clip_shrinks, weight)
+
     params = [None] * n_groups
     if static_groups:  # from the original W, original column order (AutoGPTQ)
-        params = [grid.params(W[:, g * gs:(g + 1) * gs]) for g in range(n_groups)]
+        params = [group_params(W[:, g * gs:(g + 1) * gs], diag[g * gs:(g + 1) * gs]) for g in range(n_groups)]
 
     perm = np.arange(columns)
     if act_order:
         perm = np.argsort(-np.diag(H), kind="stable")
         W = W[:, perm]
         H = H[perm][:, perm]
+        diag = diag[perm]
 
     H[np.diag_indices(columns)] += damp * np.mean(np.diag(H))
     # the reference: H = cholesky(H); H = cholesky_inverse(H); Hinv = cholesky(H, upper=True)
@@ -157,7 +190,7 @@ def gptq_reference(W, H, grid, *, group_size=128, block_size=128, damp=0.01, act
                         if i > 0:
                             beyond = beyond - Err1[:, :i] @ Hinv[i1:j, i2:end]
                         current = np.concatenate([current, beyond], axis=1)
-                    params[j // gs] = grid.params(current)
+                    params[j // gs] = group_params(current, diag[j:end])
                 p = params[j // gs]
             w = W1[:, i]
             d = Hinv1[i, i]

@@ -413,3 +413,38 @@ def test_hessian_object_and_array_give_the_same_result(layer):
     np.testing.assert_array_equal(a.qtensor.codes, b.qtensor.codes)
     np.testing.assert_array_equal(a.losses, b.losses)
     assert a.loss == pytest.approx(a.losses.sum()) and a.damp == 0.01
+
+
+# ---------------------------------------------------------------------------------------
+# clip_search: the reference quantizer's clipping search, weighted by diag(H)
+# ---------------------------------------------------------------------------------------
+
+CLIP_CASES = [("int4", False, 64), ("int3", False, 96), ("int3", True, 64), ("q4_1", False, 32), ("q4_0", True, 32)]
+
+
+@pytest.mark.parametrize("act_order,static_groups", [(False, False), (True, False), (True, True)])
+@pytest.mark.parametrize("scheme,symmetric,group_size", CLIP_CASES)
+def test_clip_search_matches_numpy_reference(layer, scheme, symmetric, group_size, act_order, static_groups):
+    W, H, _ = layer
+    result = gptq.quantize(W, H, scheme, group_size=group_size, symmetric=symmetric, act_order=act_order,
+                           static_groups=static_groups, clip_search=True)
+    codes, scales, zeros, perm, losses = gptq_reference(
+        W, H, Grid(scheme, symmetric=symmetric), group_size=group_size, act_order=act_order,
+        static_groups=static_groups, clip_shrinks=gptq.CLIP_SHRINKS)
+    q = result.qtensor
+    np.testing.assert_array_equal(unpacked_codes(q), codes)
+    np.testing.assert_array_equal(q.scales.astype(np.float32), scales)
+    if zeros is not None:
+        np.testing.assert_array_equal(q.zeros.astype(np.float32), zeros.astype(np.float32))
+    np.testing.assert_allclose(result.losses, losses, rtol=1e-6)
+
+
+def test_clip_search_lowers_the_weighted_rounding_error_and_checks_its_type(layer):
+    W, H, _ = layer
+    d = np.diag(H)[None, :]
+    # H diagonal: no error feedback, so only the group parameters differ
+    plain = gptq.quantize(W, np.diag(np.diag(H)), "int3", group_size=64).qtensor.dequantize()
+    clipped = gptq.quantize(W, np.diag(np.diag(H)), "int3", group_size=64, clip_search=True).qtensor.dequantize()
+    assert np.sum(d * (W - clipped) ** 2) < np.sum(d * (W - plain) ** 2)
+    with pytest.raises(TypeError, match="clip_search must be a bool"):
+        gptq.quantize(W, H, "int4", group_size=64, clip_search=1)

@@ -181,3 +181,43 @@ def test_captured_block_inputs_are_what_the_block_forward_sees(tiny):
     assert set(got) == set(want)
     for name, xs in want.items():
         np.testing.assert_array_equal(got[name], np.concatenate(xs))
+
+
+def test_gptq_true_sequential_calibrates_each_linear_on_the_quantized_ones_before_it(tiny):
+    from quantcore import gptq
+    from quantcore.models.llama import LlamaBlock, silu
+
+    rng = np.random.default_rng(6)
+    calibration = rng.integers(0, tiny.config.vocab_size, (3, 40))
+    options = dict(group_size=16, calibration=calibration, embedding_scheme=None, progress=False, layers=[0])
+    seq = quantize_model(tiny, "gptq", "int4", true_sequential=True, **options)
+    # restated step by step for block 0, from the float embeddings
+    block = tiny.blocks[0]
+    hs = [tiny.embed(s) for s in calibration]
+    cos, sin = tiny.rope(0, calibration.shape[1])
+
+    def gptq_codes(name, xs):
+        h = gptq.Hessian(xs[0].shape[-1])
+        for x in xs:
+            h.add_batch(x)
+        return gptq.quantize(block.linears[name].weight, h, "int4", group_size=16, act_order=True, static_groups=True,
+                             damp=0.03, clip_search=True).qtensor
+
+    got = seq.blocks[0].linears
+    x_attn = [block.attn_norm(h) for h in hs]
+    for name in ("q", "k", "v"):
+        np.testing.assert_array_equal(got[name].qt.codes, gptq_codes(name, x_attn).codes, err_msg=name)
+    staged = LlamaBlock(block.config, 0, block.attn_norm, block.ffn_norm,
+                        {**block.linears, "q": got["q"], "k": got["k"], "v": got["v"]})
+    o_in = []
+    for x in x_attn:
+        staged.attention(x, cos, sin, None, capture=lambda n, a: o_in.append(a) if n.endswith(".o") else None)
+    np.testing.assert_array_equal(got["o"].qt.codes, gptq_codes("o", o_in).codes)
+    hs = [h + got["o"](a) for h, a in zip(hs, o_in)]
+    x_ffn = [block.ffn_norm(h) for h in hs]
+    for name in ("gate", "up"):
+        np.testing.assert_array_equal(got[name].qt.codes, gptq_codes(name, x_ffn).codes, err_msg=name)
+    hidden = [silu(got["gate"](x)) * got["up"](x) for x in x_ffn]
+    np.testing.assert_array_equal(got["down"].qt.codes, gptq_codes("down", hidden).codes)
+    # block 1 was not selected: it stays float
+    assert type(seq.blocks[1].linears["q"]).__name__ == "Linear"

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "array_check.h"
 #include "quantcore/gptq.h"
@@ -46,6 +47,60 @@ py::ssize_t params(const py::array& x, int grid, int bits, int scale_type, py::a
     parallel_for(rows, std::max<std::size_t>(1, (1 << 16) / n), [&](std::size_t r0, std::size_t r1) {
       for (std::size_t r = r0; r < r1; ++r) {
         if (scalar::gptq_params(xp + r * n, n, s, pp + r, sp + r, zp + r) != IntqStatus::kOk) {
+          std::lock_guard<std::mutex> lock(mu);
+          bad = std::min(bad, r);
+          return;
+        }
+      }
+    });
+  }
+  return bad == rows ? -1 : static_cast<py::ssize_t>(bad);
+}
+
+// x float32 [rows, n], weight float32 [n] or None, shrinks float32 [k] -> as params, and the
+// factor chosen per row float32 [rows]. Returns -1, or the first row whose scale overflows.
+py::ssize_t clip_params(const py::array& x, const py::object& weight_obj, const py::array& shrinks,
+                        int grid, int bits, int scale_type, py::array& out, py::array& scale, py::array& zero,
+                        py::array& chosen) {
+  const GptqScheme s = to_scheme("gptq_clip_params", grid, bits, scale_type);
+  check_buffer(x, "gptq_clip_params", "x", 4, false);
+  check_buffer(shrinks, "gptq_clip_params", "shrinks", 4, false);
+  check_buffer(out, "gptq_clip_params", "out", 1, true);
+  check_buffer(scale, "gptq_clip_params", "scale", 4, true);
+  check_buffer(zero, "gptq_clip_params", "zero", 4, true);
+  check_buffer(chosen, "gptq_clip_params", "chosen", 4, true);
+  require(x.ndim() == 2 && x.shape(0) > 0 && x.shape(1) > 0, "gptq_clip_params: x must be 2-D and not empty");
+  const std::size_t rows = x.shape(0), n = x.shape(1);
+  require(shrinks.size() > 0, "gptq_clip_params: shrinks must not be empty");
+  const float* wp = nullptr;
+  py::array weight;
+  if (!weight_obj.is_none()) {
+    weight = py::cast<py::array>(weight_obj);
+    check_buffer(weight, "gptq_clip_params", "weight", 4, false);
+    require(static_cast<std::size_t>(weight.size()) == n, "gptq_clip_params: weight must hold n values");
+    wp = cdata<float>(weight);
+  }
+  require(static_cast<std::size_t>(out.size()) == rows * sizeof(GptqParams),
+          "gptq_clip_params: out has the wrong size");
+  require(static_cast<std::size_t>(scale.size()) == rows && static_cast<std::size_t>(zero.size()) == rows &&
+              static_cast<std::size_t>(chosen.size()) == rows,
+          "gptq_clip_params: scale, zero and chosen must hold one value per row");
+  const float* xp = cdata<float>(x);
+  const float* kp = cdata<float>(shrinks);
+  const std::size_t n_shrinks = static_cast<std::size_t>(shrinks.size());
+  auto* pp = reinterpret_cast<GptqParams*>(mdata<uint8_t>(out));
+  float* sp = mdata<float>(scale);
+  float* zp = mdata<float>(zero);
+  float* cp = mdata<float>(chosen);
+  std::size_t bad = rows;
+  {
+    py::gil_scoped_release release;
+    std::mutex mu;
+    parallel_for(rows, std::max<std::size_t>(1, (1 << 14) / (n * n_shrinks) + 1), [&](std::size_t r0, std::size_t r1) {
+      std::vector<float> scratch(std::max<std::size_t>(n, 2));
+      for (std::size_t r = r0; r < r1; ++r) {
+        if (scalar::gptq_clip_params(xp + r * n, n, wp, kp, n_shrinks, s, scratch.data(), pp + r, sp + r,
+                                     zp + r, cp + r) != IntqStatus::kOk) {
           std::lock_guard<std::mutex> lock(mu);
           bad = std::min(bad, r);
           return;
@@ -107,6 +162,7 @@ void columns(py::array& w, py::ssize_t b0, py::ssize_t block, py::ssize_t c0, py
 
 void bind_gptq(py::module_& m) {
   m.def("gptq_params", &params);
+  m.def("gptq_clip_params", &clip_params);
   m.def("gptq_columns", &columns);
 }
 

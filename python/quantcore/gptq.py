@@ -23,10 +23,14 @@ The algorithm (names as in the paper):
     the block's pending update, Err1 so far @ Hinv). With static_groups, from the original W up
     front, in the original column order. group_size -1: one group per row, from the whole row.
 
+clip_search: each group's parameters come from its range shrunk by the factor (of CLIP_SHRINKS)
+that minimizes the group's diag(H)-weighted squared rounding error, the reference quantizer's
+optional search (quant.py, mse=True), instead of the full range.
+
 The grid is exactly quantcore.quantize's: the same per-group rules for scale and zero point (the
 scale rounded to scale_dtype before codes are computed) and the same codes, through the same C++
 helpers; for q4_0 / q4_1 / q8_0, llama.cpp's rules (gguf.h). So a W that needs no error feedback
-(e.g. H diagonal) gives exactly quantcore.quantize's result, and a GPTQ-optimized q4_0 / q4_1 /
+(e.g. H diagonal) gives exactly quantcore.quantize's result (without clip_search), and a GPTQ-optimized q4_0 / q4_1 /
 q8_0 tensor converts to llama.cpp blocks with quantcore.gguf.blocks_from_quantized. One
 difference from RTN: updated weights can leave the range their group's parameters were found
 from; codes are clamped to the grid (as the reference quantizer clamps).
@@ -59,7 +63,7 @@ from quantcore._checks import as_array
 from quantcore.pack import pack_bits
 from quantcore.quantize import QuantizedTensor, _SCALE_TYPE_CODE, check_grid
 
-__all__ = ["GPTQDampWarning", "GPTQResult", "Hessian", "SCHEMES", "quantize"]
+__all__ = ["CLIP_SHRINKS", "GPTQDampWarning", "GPTQResult", "Hessian", "SCHEMES", "quantize"]
 
 # scheme -> (grid, bits, fixed symmetric or None, fixed group size or None); grid ids as in gptq.h
 _GRID_SYMMETRIC, _GRID_ASYMMETRIC, _GRID_Q4_0, _GRID_Q4_1, _GRID_Q8_0 = range(5)
@@ -175,6 +179,10 @@ class GPTQResult:
         return float(self.losses.sum())
 
 
+# clip_search's factors of each group's range: 1.00, 0.99, ..., 0.80 (the reference's grid step)
+CLIP_SHRINKS = (1.0 - 0.01 * np.arange(21)).astype(np.float32)
+
+
 def _inverse_cholesky(H: np.ndarray, damp: float) -> tuple[np.ndarray, float]:
     """Upper-triangular U (float32, C order) with U^T U = (H + damp * mean(diag H) * I)^-1,
     computed in float64, and the damp used.
@@ -234,8 +242,11 @@ def _inverse_lower(c: np.ndarray) -> np.ndarray:
     return inv  # dpotrf(clean=1) zeroed the upper triangle and dtrtri(lower=1) leaves it alone
 
 
-def _group_params(G: np.ndarray, grid: int, bits: int, scale_code: int, g: int, col0: int):
-    """Parameters of one group for all rows: (params bytes [rows, 32], stored scale, stored zero)."""
+def _group_params(G: np.ndarray, grid: int, bits: int, scale_code: int, g: int, col0: int,
+                  clip: tuple | None = None):
+    """Parameters of one group for all rows: (params bytes [rows, 32], stored scale, stored zero).
+    clip: None (the group's range), or (shrinks float32 [k], weight float32 [gs] or None):
+    the clipping search, each row's least-error factor of its range."""
     rows = G.shape[0]
     G = np.ascontiguousarray(G, dtype=np.float32)
     if not np.isfinite(G).all():
@@ -247,7 +258,12 @@ def _group_params(G: np.ndarray, grid: int, bits: int, scale_code: int, g: int, 
     params = np.empty((rows, _PARAMS_BYTES), np.uint8)
     scale = np.empty(rows, np.float32)
     zero = np.empty(rows, np.float32)
-    bad = _core.gptq_params(G, grid, bits, scale_code, params, scale, zero)
+    if clip is None:
+        bad = _core.gptq_params(G, grid, bits, scale_code, params, scale, zero)
+    else:
+        shrinks, weight = clip
+        chosen = np.empty(rows, np.float32)
+        bad = _core.gptq_clip_params(G, weight, shrinks, grid, bits, scale_code, params, scale, zero, chosen)
     if bad >= 0:
         raise ValueError(
             f"gptq.quantize: the scale of group {g} (from column {col0}) of row {bad} is not finite in the "
@@ -268,6 +284,7 @@ def quantize(
     damp: float = 0.01,
     block_size: int = 128,
     scale_dtype: object = np.float16,
+    clip_search: bool = False,
 ) -> GPTQResult:
     """Quantize a linear layer's weight with GPTQ (algorithm in the module docstring).
 
@@ -286,6 +303,13 @@ def quantize(
         damp: relative dampening, >= 0: damp * mean(diag H) is added to the diagonal.
         block_size: columns per lazy-update block (positive).
         scale_dtype: np.float16, np.float32 or ml_dtypes.bfloat16 (GGUF schemes: float16).
+        clip_search: find each group's parameters by the reference quantizer's clipping search
+            (IST-DASLab quant.py, mse=True): the parameters of the group's values times each
+            factor of CLIP_SHRINKS (1.00, 0.99, ..., 0.80), keeping per row the factor of least
+            sum_j diag(H)_j (w_j - q_j)^2 over the group's columns (the reference scores
+            |w - q|^2.4 unweighted; diag(H) weighs each column as GPTQ's loss does). With
+            static_groups the search runs on the original W; otherwise on the error-updated
+            columns when the group is reached.
 
     Returns:
         GPTQResult: qtensor (QuantizedTensor; `perm` set when act_order and not static_groups
@@ -320,7 +344,8 @@ def quantize(
         h = _float_array(H, fn, "H")
     if h.shape != (cols, cols):
         raise ValueError(f"{fn}: H must have shape {(cols, cols)} for W of shape {a.shape} (got {h.shape})")
-    for name, flag in (("symmetric", symmetric), ("act_order", act_order), ("static_groups", static_groups)):
+    for name, flag in (("symmetric", symmetric), ("act_order", act_order), ("static_groups", static_groups),
+                       ("clip_search", clip_search)):
         if not isinstance(flag, (bool, np.bool_)):
             raise TypeError(f"{fn}: {name} must be a bool (got {type(flag).__name__})")
     if isinstance(group_size, (int, np.integer)) and not isinstance(group_size, bool) and group_size < 1 \
@@ -356,18 +381,23 @@ def quantize(
     scales32 = np.empty((rows, n_groups), np.float32)
     zeros32 = np.empty((rows, n_groups), np.float32)
 
-    def set_group(g: int, G: np.ndarray, col0: int) -> None:
-        table[g], scales32[:, g], zeros32[:, g] = _group_params(G, grid, bits, scale_code, g, col0)
+    shrinks = CLIP_SHRINKS if clip_search else None
+    diag = np.diag(H).astype(np.float32)
+
+    def set_group(g: int, G: np.ndarray, col0: int, weight: np.ndarray | None = None) -> None:
+        clip = None if shrinks is None else (shrinks, weight)
+        table[g], scales32[:, g], zeros32[:, g] = _group_params(G, grid, bits, scale_code, g, col0, clip)
 
     if static_groups:  # from the original W, original column order
         for g in range(n_groups):
-            set_group(g, W[:, g * gs:(g + 1) * gs], g * gs)
+            set_group(g, W[:, g * gs:(g + 1) * gs], g * gs, np.ascontiguousarray(diag[g * gs:(g + 1) * gs]))
 
     perm = None
     if act_order:
         perm = np.argsort(-np.diag(H), kind="stable").astype(np.int64)
         W = np.ascontiguousarray(W[:, perm])
         H = H[perm][:, perm]
+        diag = diag[perm]
     # group of the column at each position of the processing order
     if static_groups and perm is not None:
         group_of = (perm // gs).astype(np.int32)
@@ -397,7 +427,7 @@ def quantize(
                 else:  # the group reaches past the block: subtract this block's pending update
                     beyond = W[:, i2:end] - Err1[:, :s0 - i1] @ Hinv[i1:s0, i2:end]
                     current = np.concatenate([W[:, s0:i2], beyond], axis=1)
-                set_group(s0 // gs, current, s0)
+                set_group(s0 // gs, current, s0, np.ascontiguousarray(diag[s0:end]))
             _core.gptq_columns(W, i1, count, s0 - i1, s1 - i1, Hinv1, grid, bits, scale_code, table, group_of,
                                codes, Err1, losses)
         if i2 < cols:

@@ -88,6 +88,15 @@ IntqStatus gptq_params(const float* x, std::size_t n, const GptqScheme& s, GptqP
                        float* stored_scale, float* stored_zero);
 // The code of x under p, and in *dq the value it decodes to.
 uint8_t gptq_encode(float x, const GptqScheme& s, const GptqParams& p, float* dq);
+// The clipping search of the reference quantizer (IST-DASLab quant.py, mse=True): for each
+// factor shrinks[k] (in order), the parameters gptq_params finds for the n values shrinks[k] * x,
+// scored by sum_j weight[j] * (x_j - dq_j)^2 (weight nullptr: all 1; the reference uses
+// |x_j - dq_j|^2.4 unweighted; GPTQ weighs by diag(H)). Keeps the first factor of least error:
+// its parameters in *p, *stored_scale, *stored_zero and the factor in *chosen. scratch holds
+// max(n, 2) floats. kScaleOverflow as gptq_params (for any factor tried).
+IntqStatus gptq_clip_params(const float* x, std::size_t n, const float* weight, const float* shrinks,
+                            std::size_t n_shrinks, const GptqScheme& s, float* scratch,
+                            GptqParams* p, float* stored_scale, float* stored_zero, float* chosen);
 }  // namespace scalar
 
 }  // namespace quantcore

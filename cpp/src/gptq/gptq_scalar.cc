@@ -135,6 +135,68 @@ uint8_t gptq_encode(float x, const GptqScheme& s, const GptqParams& p, float* dq
   }
 }
 
+namespace {
+// sum_j weight[j] * (x_j - dq_j)^2 of the n values x under p (weight nullptr: all 1). Int
+// grids: encode_one / decode_one's arithmetic restated inline (x / scale, round half to even,
+// clamp) so that the loop vectorizes; the values are the same.
+double clip_error(const float* x, std::size_t n, const float* weight, const GptqScheme& s, const GptqParams& p) {
+  double error = 0.0;
+  if (s.grid == GptqGrid::kSymmetric || s.grid == GptqGrid::kAsymmetric) {
+    constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23: (y + kMagic) - kMagic rounds half to even
+    constexpr float kLimit = 4194304.0f;   // 2^22: past it every code saturates anyway
+    for (std::size_t j = 0; j < n; ++j) {
+      float y = x[j] / p.scale;
+      y = y > kLimit ? kLimit : (y < -kLimit ? -kLimit : y);
+      int32_t code = static_cast<int32_t>((y + kMagic) - kMagic) + p.zero;
+      code = code < p.code_min ? p.code_min : (code > p.code_max ? p.code_max : code);
+      const double d = static_cast<double>(x[j]) - static_cast<double>(static_cast<float>(code - p.zero) * p.scale);
+      error += (weight != nullptr ? static_cast<double>(weight[j]) : 1.0) * (d * d);
+    }
+    return error;
+  }
+  for (std::size_t j = 0; j < n; ++j) {
+    float dq;
+    gptq_encode(x[j], s, p, &dq);
+    const double d = static_cast<double>(x[j]) - static_cast<double>(dq);
+    error += (weight != nullptr ? static_cast<double>(weight[j]) : 1.0) * (d * d);
+  }
+  return error;
+}
+}  // namespace
+
+IntqStatus gptq_clip_params(const float* x, std::size_t n, const float* weight, const float* shrinks,
+                            std::size_t n_shrinks, const GptqScheme& s, float* scratch,
+                            GptqParams* p, float* stored_scale, float* stored_zero, float* chosen) {
+  // Int grids' parameters depend only on the range, and shrink * min(x) = min(shrink * x)
+  // (rounding is monotone): two values stand for the shrunk group.
+  const bool int_grid = s.grid == GptqGrid::kSymmetric || s.grid == GptqGrid::kAsymmetric;
+  const Range r = int_grid ? range_f32(x, n) : Range{0.0f, 0.0f, true};
+  double best = 0.0;
+  for (std::size_t k = 0; k < n_shrinks; ++k) {
+    std::size_t m = n;
+    if (int_grid) {
+      scratch[0] = shrinks[k] * r.lo;
+      scratch[1] = shrinks[k] * r.hi;
+      m = 2;
+    } else {
+      for (std::size_t j = 0; j < n; ++j) scratch[j] = shrinks[k] * x[j];
+    }
+    GptqParams trial;
+    float trial_scale, trial_zero;
+    const IntqStatus status = gptq_params(scratch, m, s, &trial, &trial_scale, &trial_zero);
+    if (status != IntqStatus::kOk) return status;
+    const double error = clip_error(x, n, weight, s, trial);
+    if (k == 0 || error < best) {
+      best = error;
+      *p = trial;
+      *stored_scale = trial_scale;
+      *stored_zero = trial_zero;
+      *chosen = shrinks[k];
+    }
+  }
+  return IntqStatus::kOk;
+}
+
 void gptq_columns(float* w, std::size_t ldw, std::size_t rows, std::size_t block, std::size_t c0,
                   std::size_t c1, const float* hinv, const GptqScheme& s, const GptqParams* params,
                   std::size_t params_stride, const int32_t* group_of, uint8_t* codes,
