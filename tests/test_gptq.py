@@ -335,7 +335,12 @@ def test_hessian_streaming_equals_one_pass():
     h.add_batch(x[0])
     h.add_batch(x[1:])  # [..., in_features]: every leading axis is tokens
     flat = x.reshape(-1, 24).astype(np.float64)
-    np.testing.assert_allclose(h.H, 2 / 150 * flat.T @ flat, rtol=1e-12)
+    # float32 input: products summed in float32 (as the reference's float32 matmul)
+    np.testing.assert_allclose(h.H, 2 / 150 * flat.T @ flat, rtol=1e-5, atol=1e-6)
+    h64 = gptq.Hessian(24)
+    h64.add_batch(x[0].astype(np.float64))
+    h64.add_batch(x[1:].astype(np.float64))
+    np.testing.assert_allclose(h64.H, 2 / 150 * flat.T @ flat, rtol=1e-12)  # float64 input: float64 sums
     assert h.n_tokens == 150 and h.H.dtype == np.float64
     with pytest.raises(ValueError):
         h.H[0, 0] = 1  # read-only view

@@ -138,13 +138,15 @@ class Hessian:
         tokens = x2.shape[0]
         if tokens == 0:
             raise ValueError(f"Hessian.add_batch: x holds no tokens (got shape {a.shape})")
-        x64 = x2.astype(np.float64)
-        _check_finite(x64, "Hessian.add_batch", "x")
+        xs = x2.astype(np.float64 if x2.dtype == np.float64 else np.float32)
+        _check_finite(xs, "Hessian.add_batch", "x")
         total = self.n_tokens + tokens
-        # running average: H_new = n/total * H_old + 2/total * sum x x^T
+        # running average: H_new = n/total * H_old + 2/total * sum x x^T. The products are summed
+        # in the input's precision (float32 for float32/16 input, as the reference's float32
+        # matmul), one array on both sides (BLAS syrk); H itself accumulates in float64.
         self._H *= self.n_tokens / total
-        x64 *= np.sqrt(2.0 / total)
-        self._H += x64.T @ x64
+        xs *= xs.dtype.type(np.sqrt(2.0 / total))
+        self._H += xs.T @ xs
         self.n_tokens = total
 
     @property

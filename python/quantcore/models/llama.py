@@ -298,15 +298,21 @@ class LlamaBlock:
     def attention(self, x: np.ndarray, cos: np.ndarray, sin: np.ndarray, cache: KVCache | None,
                   capture: CaptureFn | None = None) -> np.ndarray:
         """Attention of the normed input x (float32 [T, d]) -> float32 [T, d]; fills the cache."""
+        q, k, v = (self._linear(name, x, capture) for name in ("q", "k", "v"))
+        return self._linear("o", self.attend(q, k, v, cos, sin, cache), capture)
+
+    def attend(self, q: np.ndarray, k: np.ndarray, v: np.ndarray, cos: np.ndarray, sin: np.ndarray,
+               cache: KVCache | None) -> np.ndarray:
+        """The attention between the projections and o: q [T, n_head * hd], k and v
+        [T, n_kv * hd] (float32) -> the heads' outputs [T, n_head * hd], o's input; fills the
+        cache."""
         cfg = self.config
-        t = x.shape[0]
+        t = q.shape[0]
         hd = cfg.head_dim
         group = cfg.n_head // cfg.n_head_kv
-        q = self._linear("q", x, capture).reshape(t, cfg.n_head, hd)
-        k = self._linear("k", x, capture).reshape(t, cfg.n_head_kv, hd)
-        v = self._linear("v", x, capture).reshape(t, cfg.n_head_kv, hd)
-        q = apply_rope(q, cos, sin)
-        k = apply_rope(k, cos, sin)
+        q = apply_rope(q.reshape(t, cfg.n_head, hd), cos, sin)
+        k = apply_rope(k.reshape(t, cfg.n_head_kv, hd), cos, sin)
+        v = v.reshape(t, cfg.n_head_kv, hd)
         past = 0 if cache is None else cache.length
         if cache is None:
             keys, values = k.transpose(1, 0, 2), v.transpose(1, 0, 2)  # [n_kv, S, hd]
@@ -320,8 +326,7 @@ class LlamaBlock:
         scores = np.where(causal, scores, np.float32(-np.inf))
         probs = softmax(scores, axis=-1)
         out = probs @ values[:, None]  # [n_kv, g, T, hd]
-        out = out.transpose(2, 0, 1, 3).reshape(t, cfg.n_head * hd)
-        return self._linear("o", out, capture)
+        return out.transpose(2, 0, 1, 3).reshape(t, cfg.n_head * hd)
 
     def ffn(self, x: np.ndarray, capture: CaptureFn | None = None) -> np.ndarray:
         """SwiGLU of the normed input x (float32 [T, d]) -> float32 [T, d]."""

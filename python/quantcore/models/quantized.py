@@ -217,8 +217,9 @@ def quantize_model(model: LlamaModel, method: str = "rtn", scheme: str = "int4",
         if calibration.ndim != 2 or calibration.size == 0:
             raise ValueError(f"quantize_model: calibration must be int token ids [n_sequences, length] "
                              f"(got shape {calibration.shape})")
-        hs = [model.embed(seq) for seq in calibration]
+        hs = np.concatenate([model.embed(seq) for seq in calibration])  # [n * length, d]
         cos, sin = model.rope(0, calibration.shape[1])
+        n_seq = calibration.shape[0]
     from tqdm.auto import tqdm
 
     blocks = []
@@ -228,12 +229,12 @@ def quantize_model(model: LlamaModel, method: str = "rtn", scheme: str = "int4",
     for block in tqdm(model.blocks, desc=f"quantize {method} {scheme}", disable=not progress, leave=False):
         linears, attn_norm, ffn_norm = dict(block.linears), block.attn_norm, block.ffn_norm
         if block.index in selected and method == "gptq" and true_sequential:
-            linears, hs = _gptq_block_sequential(block, hs, cos, sin, scheme, kw, gptq_options)
+            linears, hs = _gptq_block_sequential(block, hs, n_seq, cos, sin, scheme, kw, gptq_options)
             blocks.append(LlamaBlock(block.config, block.index, attn_norm, ffn_norm, linears))
             continue
         if block.index in selected:
             if method in CALIBRATED:
-                inputs = _capture_block_inputs(block, hs, cos, sin)
+                inputs = _capture_block_inputs(block, hs, n_seq, cos, sin)
                 if method == "gptq":
                     linears, attn_norm, ffn_norm = _gptq_block(block, inputs, scheme, kw, gptq_options)
                 else:
@@ -243,7 +244,7 @@ def quantize_model(model: LlamaModel, method: str = "rtn", scheme: str = "int4",
                     linears[name] = QuantizedLinear(quantize(_float_weight(linears[name]), scheme, **kw))
         new_block = LlamaBlock(block.config, block.index, attn_norm, ffn_norm, linears)
         if hs is not None:
-            hs = [new_block.forward(h, cos, sin) for h in hs]
+            hs = _block_forward(new_block, hs, n_seq, cos, sin)
         blocks.append(new_block)
     token_embd, output = _quantize_embedding(model, embedding_scheme)
     quantized = copy.copy(model)
@@ -271,22 +272,31 @@ def calibration_tokens(tokenizer, n_sequences: int = 32, length: int = 256, *, t
     return ids[: n_sequences * length].reshape(n_sequences, length).copy()
 
 
-def _capture_block_inputs(block: LlamaBlock, hs: list, cos: np.ndarray, sin: np.ndarray) -> dict:
-    """Each linear's inputs over the calibration sequences: name -> float32 [tokens, in_features].
+def _attend(block: LlamaBlock, linears: dict, x: np.ndarray, n: int, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
+    """o's input for n sequences stacked in x [n * length, d] (the normed stream): q/k/v through
+    `linears` as one GEMM each over all sequences, the attention itself per sequence."""
+    t = x.shape[0] // n
+    q, k, v = (linears[name](x) for name in ("q", "k", "v"))
+    return np.concatenate([block.attend(q[i * t:(i + 1) * t], k[i * t:(i + 1) * t], v[i * t:(i + 1) * t], cos, sin,
+                                        None) for i in range(n)])
 
-    The block's forward up to down's input (LlamaBlock.forward without the down projection,
-    whose output nobody reads here: a quarter of the block's multiply-adds)."""
-    captured: dict = {name: [] for name in LINEAR_NAMES}
 
-    def keep(name: str, x: np.ndarray) -> None:
-        captured[name.rsplit(".", 1)[1]].append(x)
+def _block_forward(block: LlamaBlock, h: np.ndarray, n: int, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
+    """LlamaBlock.forward for n sequences stacked in h [n * length, d], each linear one GEMM."""
+    h = h + block.linears["o"](_attend(block, block.linears, block.attn_norm(h), n, cos, sin))
+    x = block.ffn_norm(h)
+    return h + block.linears["down"](silu(block.linears["gate"](x)) * block.linears["up"](x))
 
-    for h in hs:
-        x = block.ffn_norm(h + block.attention(block.attn_norm(h), cos, sin, None, keep))
-        captured["gate"].append(x)
-        captured["up"].append(x)
-        captured["down"].append(silu(block.linears["gate"](x)) * block.linears["up"](x))
-    return {name: np.concatenate(xs) for name, xs in captured.items()}
+
+def _capture_block_inputs(block: LlamaBlock, h: np.ndarray, n: int, cos: np.ndarray, sin: np.ndarray) -> dict:
+    """Each linear's inputs over the n calibration sequences stacked in h: name -> float32
+    [tokens, in_features]. The block's forward up to down's input (down's output, a quarter of
+    the block's multiply-adds, is not needed)."""
+    x_attn = block.attn_norm(h)
+    o_in = _attend(block, block.linears, x_attn, n, cos, sin)
+    x_ffn = block.ffn_norm(h + block.linears["o"](o_in))
+    hidden = silu(block.linears["gate"](x_ffn)) * block.linears["up"](x_ffn)
+    return {"q": x_attn, "k": x_attn, "v": x_attn, "o": o_in, "gate": x_ffn, "up": x_ffn, "down": hidden}
 
 
 # Linears that read the same input (their Hessians and AWQ scales are shared).
@@ -308,42 +318,38 @@ def _gptq_block(block: LlamaBlock, inputs: dict, scheme: str, kw: dict, options:
     return linears, block.attn_norm, block.ffn_norm
 
 
-def _gptq_block_sequential(block: LlamaBlock, hs: list, cos: np.ndarray, sin: np.ndarray, scheme: str, kw: dict,
-                           options: dict) -> tuple[dict, list]:
+def _gptq_block_sequential(block: LlamaBlock, h: np.ndarray, n: int, cos: np.ndarray, sin: np.ndarray, scheme: str,
+                           kw: dict, options: dict) -> tuple[dict, np.ndarray]:
     """GPTQ's true-sequential order inside a block (the reference's --true-sequential): q/k/v
     from the block's input; o from the attention of the quantized q/k/v; gate/up from the
-    residual stream after the quantized attention; down from the quantized gate/up. Returns
-    the quantized linears and the block's outputs hs (the next block's inputs), computed on the
-    way with the quantized linears, so no separate pass is needed."""
+    residual stream after the quantized attention; down from the quantized gate/up. h holds the
+    n calibration sequences stacked. Returns the quantized linears and the block's output (the
+    next block's input), computed on the way with the quantized linears, so no separate pass is
+    needed."""
     from quantcore import gptq
 
     linears = dict(block.linears)
 
-    def quantize_from(names, xs):
-        h = gptq.Hessian(xs[0].shape[-1])
-        for x in xs:
-            h.add_batch(x)
+    def quantize_from(names, x):
+        hessian = gptq.Hessian(x.shape[-1])
+        hessian.add_batch(x)  # one batch: per sequence, rescaling H cost more than the products
         for name in names:
-            result = gptq.quantize(_float_weight(block.linears[name]), h, scheme, **options, **kw)
+            result = gptq.quantize(_float_weight(block.linears[name]), hessian, scheme, **options, **kw)
             linears[name] = QuantizedLinear(result.qtensor)
 
-    x_attn = [block.attn_norm(h) for h in hs]
+    x_attn = block.attn_norm(h)
     quantize_from(("q", "k", "v"), x_attn)
-    staged = LlamaBlock(block.config, block.index, block.attn_norm, block.ffn_norm, linears)
-    o_inputs = []
-    for x in x_attn:  # o's inputs through the quantized q/k/v (o itself still float here)
-        staged.attention(x, cos, sin, None, capture=lambda name, a: o_inputs.append(a) if name.endswith(".o") else None)
+    o_in = _attend(block, linears, x_attn, n, cos, sin)  # through the quantized q/k/v
     del x_attn
-    quantize_from(("o",), o_inputs)
-    hs = [h + linears["o"](a) for h, a in zip(hs, o_inputs)]
-    del o_inputs
-    x_ffn = [block.ffn_norm(h) for h in hs]
+    quantize_from(("o",), o_in)
+    h = h + linears["o"](o_in)
+    del o_in
+    x_ffn = block.ffn_norm(h)
     quantize_from(("gate", "up"), x_ffn)
-    hidden = [silu(linears["gate"](x)) * linears["up"](x) for x in x_ffn]
+    hidden = silu(linears["gate"](x_ffn)) * linears["up"](x_ffn)
     del x_ffn
     quantize_from(("down",), hidden)
-    hs = [h + linears["down"](a) for h, a in zip(hs, hidden)]
-    return linears, hs
+    return linears, h + linears["down"](hidden)
 
 
 def _awq_block(block: LlamaBlock, inputs: dict, scheme: str, kw: dict):
