@@ -34,8 +34,8 @@ of 4 weight rows are unpacked once and reused over the batch.
 
 Speed (bench/bench_matmul.py, 2 cores of a Zen 4, 4096 -> 11008, weights from DRAM, ratios to
 numpy float32 in the same run): the float-activation GEMV decodes about 17-25 G weights/s per
-core, so it is compute-bound below the memory speed (int4 g128 about 3.3x numpy); the int8 path
-reaches the memory speed (int4 g128 about 7.6x numpy). Decoding in a model: prefer
+core, so it is compute-bound below the memory speed (int4 g128 3.3-4.1x numpy across runs); the
+int8 path reaches the memory speed (int4 g128 7.1-7.7x numpy). Decoding in a model: prefer
 activations="int8" where its rounding of x (a relative error of about 1/254 per block) is
 acceptable.
 
