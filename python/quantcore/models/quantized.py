@@ -190,7 +190,9 @@ def quantize_model(model: LlamaModel, method: str = "rtn", scheme: str = "int4",
         37.18 (1.74x float). On 16 windows (float 20.270, RTN int4 25.585, int3 59.49): int4
         22.627, 56% recovered; int3 32.58 (1.61x float). With the Hessian's products summed in
         float32 and the calibration sequences stacked (the demo, 8 windows): int4 24.161, 55%;
-        int3 36.11 (1.69x float). GPTQ on the whole model takes about 75 s on 2 cores.
+        int3 36.11 (1.69x float). GPTQ on the whole model takes about 75 s on 2 cores. Then
+        also: damp 0.01 24.174 (55%), damp 0.1 24.264 (54%), 256 x 128 tokens 23.941 (59%,
+        but 125 s, which would take the demo near its 10-minute budget).
     Where the rest of the gap sits: GPTQ lowers every linear's output error on held-out text
     (q/k/v to about 0.3x RTN's, gate/up 0.65x, down 0.8x) but raises the error of q/k/v on the
     first token of a window (the attention sink, which every later token reads) to 1.4-4x
