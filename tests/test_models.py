@@ -270,6 +270,19 @@ def test_layer_by_layer_equals_forward(tiny):
     np.testing.assert_array_equal(model.output(model.output_norm(h)), model.forward(tokens))
 
 
+def test_stacked_sequences_equal_one_at_a_time(tiny):
+    cfg, _, model, _ = tiny
+    rng = np.random.default_rng(7)
+    hs = [model.embed(rng.integers(0, cfg["vocab"], 9)) for _ in range(3)]
+    cos, sin = model.rope(0, 9)
+    block = model.blocks[0]
+    stacked = block.forward(np.concatenate(hs), cos, sin, n_seq=3)
+    np.testing.assert_allclose(stacked, np.concatenate([block.forward(h, cos, sin) for h in hs]), rtol=1e-5,
+                               atol=1e-6)
+    with pytest.raises(ValueError, match="stacked sequences"):
+        block.forward(np.concatenate(hs), cos, sin, model.new_cache(27), n_seq=3)
+
+
 def test_weights_are_writable_copies(tiny):
     """Norm and float32 weights must not stay views of the read-only file mapping (AWQ folds scales into them)."""
     _, _, model, _ = tiny

@@ -296,10 +296,23 @@ class LlamaBlock:
         return self.linears[name](x)
 
     def attention(self, x: np.ndarray, cos: np.ndarray, sin: np.ndarray, cache: KVCache | None,
-                  capture: CaptureFn | None = None) -> np.ndarray:
-        """Attention of the normed input x (float32 [T, d]) -> float32 [T, d]; fills the cache."""
+                  capture: CaptureFn | None = None, n_seq: int = 1) -> np.ndarray:
+        """Attention of the normed input x (float32 [T, d]) -> float32 [T, d]; fills the cache.
+        n_seq: x holds that many sequences of equal length stacked (no cache): each projection
+        runs once over all of them, the attention itself per sequence."""
+        return self._linear("o", self.heads(x, cos, sin, cache, capture, n_seq), capture)
+
+    def heads(self, x: np.ndarray, cos: np.ndarray, sin: np.ndarray, cache: KVCache | None,
+              capture: CaptureFn | None = None, n_seq: int = 1) -> np.ndarray:
+        """The attention up to o: o's input [T, n_head * hd] (see attention)."""
         q, k, v = (self._linear(name, x, capture) for name in ("q", "k", "v"))
-        return self._linear("o", self.attend(q, k, v, cos, sin, cache), capture)
+        if n_seq == 1:
+            return self.attend(q, k, v, cos, sin, cache)
+        if cache is not None:
+            raise ValueError("LlamaBlock: stacked sequences (n_seq > 1) run without a cache")
+        t = x.shape[0] // n_seq
+        return np.concatenate([self.attend(q[i:i + t], k[i:i + t], v[i:i + t], cos, sin, None)
+                               for i in range(0, n_seq * t, t)])
 
     def attend(self, q: np.ndarray, k: np.ndarray, v: np.ndarray, cos: np.ndarray, sin: np.ndarray,
                cache: KVCache | None) -> np.ndarray:
@@ -330,17 +343,20 @@ class LlamaBlock:
 
     def ffn(self, x: np.ndarray, capture: CaptureFn | None = None) -> np.ndarray:
         """SwiGLU of the normed input x (float32 [T, d]) -> float32 [T, d]."""
-        hidden = silu(self._linear("gate", x, capture)) * self._linear("up", x, capture)
-        return self._linear("down", hidden, capture)
+        return self._linear("down", self.swiglu(x, capture), capture)
+
+    def swiglu(self, x: np.ndarray, capture: CaptureFn | None = None) -> np.ndarray:
+        """silu(gate(x)) * up(x): down's input [T, n_ff]."""
+        return silu(self._linear("gate", x, capture)) * self._linear("up", x, capture)
 
     def forward(self, h: np.ndarray, cos: np.ndarray, sin: np.ndarray, cache: KVCache | None = None,
-                capture: CaptureFn | None = None) -> np.ndarray:
+                capture: CaptureFn | None = None, n_seq: int = 1) -> np.ndarray:
         """Residual stream h (float32 [T, d]) through the block -> float32 [T, d].
 
         With a cache, h holds positions cache.length.. and the keys/values are appended
         (the caller advances the cache after the last block).
         """
-        h = h + self.attention(self.attn_norm(h), cos, sin, cache, capture)
+        h = h + self.attention(self.attn_norm(h), cos, sin, cache, capture, n_seq)
         return h + self.ffn(self.ffn_norm(h), capture)
 
 

@@ -29,7 +29,7 @@ from typing import Iterable
 
 import numpy as np
 
-from quantcore.models.llama import LINEAR_NAMES, Linear, LlamaBlock, LlamaModel, RMSNorm, silu
+from quantcore.models.llama import LINEAR_NAMES, Linear, LlamaBlock, LlamaModel, RMSNorm
 from quantcore.matmul import matmul
 from quantcore.quantize import SCHEMES, QuantizedTensor, quantize
 
@@ -247,7 +247,7 @@ def quantize_model(model: LlamaModel, method: str = "rtn", scheme: str = "int4",
                     linears[name] = QuantizedLinear(quantize(_float_weight(linears[name]), scheme, **kw))
         new_block = LlamaBlock(block.config, block.index, attn_norm, ffn_norm, linears)
         if hs is not None:
-            hs = _block_forward(new_block, hs, n_seq, cos, sin)
+            hs = new_block.forward(hs, cos, sin, n_seq=n_seq)
         blocks.append(new_block)
     token_embd, output = _quantize_embedding(model, embedding_scheme)
     quantized = copy.copy(model)
@@ -275,31 +275,18 @@ def calibration_tokens(tokenizer, n_sequences: int = 32, length: int = 256, *, t
     return ids[: n_sequences * length].reshape(n_sequences, length).copy()
 
 
-def _attend(block: LlamaBlock, linears: dict, x: np.ndarray, n: int, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
-    """o's input for n sequences stacked in x [n * length, d] (the normed stream): q/k/v through
-    `linears` as one GEMM each over all sequences, the attention itself per sequence."""
-    t = x.shape[0] // n
-    q, k, v = (linears[name](x) for name in ("q", "k", "v"))
-    return np.concatenate([block.attend(q[i * t:(i + 1) * t], k[i * t:(i + 1) * t], v[i * t:(i + 1) * t], cos, sin,
-                                        None) for i in range(n)])
-
-
-def _block_forward(block: LlamaBlock, h: np.ndarray, n: int, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
-    """LlamaBlock.forward for n sequences stacked in h [n * length, d], each linear one GEMM."""
-    h = h + block.linears["o"](_attend(block, block.linears, block.attn_norm(h), n, cos, sin))
-    x = block.ffn_norm(h)
-    return h + block.linears["down"](silu(block.linears["gate"](x)) * block.linears["up"](x))
-
-
 def _capture_block_inputs(block: LlamaBlock, h: np.ndarray, n: int, cos: np.ndarray, sin: np.ndarray) -> dict:
     """Each linear's inputs over the n calibration sequences stacked in h: name -> float32
     [tokens, in_features]. The block's forward up to down's input (down's output, a quarter of
     the block's multiply-adds, is not needed)."""
-    x_attn = block.attn_norm(h)
-    o_in = _attend(block, block.linears, x_attn, n, cos, sin)
-    x_ffn = block.ffn_norm(h + block.linears["o"](o_in))
-    hidden = silu(block.linears["gate"](x_ffn)) * block.linears["up"](x_ffn)
-    return {"q": x_attn, "k": x_attn, "v": x_attn, "o": o_in, "gate": x_ffn, "up": x_ffn, "down": hidden}
+    captured: dict = {}
+
+    def keep(name: str, x: np.ndarray) -> None:
+        captured[name.rsplit(".", 1)[1]] = x
+
+    captured["down"] = block.swiglu(block.ffn_norm(h + block.attention(block.attn_norm(h), cos, sin, None, keep, n)),
+                                    keep)
+    return captured
 
 
 # Linears that read the same input (their Hessians and AWQ scales are shared).
@@ -331,7 +318,9 @@ def _gptq_block_sequential(block: LlamaBlock, h: np.ndarray, n: int, cos: np.nda
     needed."""
     from quantcore import gptq
 
-    linears = dict(block.linears)
+    # the block with each linear replaced as soon as it is quantized
+    staged = LlamaBlock(block.config, block.index, block.attn_norm, block.ffn_norm, block.linears)
+    linears = staged.linears
 
     def quantize_from(names, x):
         hessian = gptq.Hessian(x.shape[-1])
@@ -342,14 +331,14 @@ def _gptq_block_sequential(block: LlamaBlock, h: np.ndarray, n: int, cos: np.nda
 
     x_attn = block.attn_norm(h)
     quantize_from(("q", "k", "v"), x_attn)
-    o_in = _attend(block, linears, x_attn, n, cos, sin)  # through the quantized q/k/v
+    o_in = staged.heads(x_attn, cos, sin, None, n_seq=n)  # through the quantized q/k/v
     del x_attn
     quantize_from(("o",), o_in)
     h = h + linears["o"](o_in)
     del o_in
     x_ffn = block.ffn_norm(h)
     quantize_from(("gate", "up"), x_ffn)
-    hidden = silu(linears["gate"](x_ffn)) * linears["up"](x_ffn)
+    hidden = staged.swiglu(x_ffn)  # through the quantized gate/up
     del x_ffn
     quantize_from(("down",), hidden)
     return linears, h + linears["down"](hidden)
