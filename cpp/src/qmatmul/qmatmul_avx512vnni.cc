@@ -40,6 +40,24 @@ inline __m512i fold4(__m512i d0, __m512i d1, __m512i d2, __m512i d3) {
   return _mm512_add_epi32(_mm512_unpacklo_epi64(t01, t23), _mm512_unpackhi_epi64(t01, t23));
 }
 
+// acc0 / acc1 += value * scale for the terms i of [begin, end) (term(i) -> {value, scale}),
+// alternating between the two sums, kept in named registers (a reference choosing between them
+// would put both on the stack).
+template <class Term>
+inline void add_terms(std::size_t begin, std::size_t end, const Term& term, __m512& acc0, __m512& acc1) {
+  std::size_t i = begin;
+  for (; i + 2 <= end; i += 2) {
+    const auto [d0, s0] = term(i);
+    const auto [d1, s1] = term(i + 1);
+    acc0 = _mm512_fmadd_ps(d0, s0, acc0);
+    acc1 = _mm512_fmadd_ps(d1, s1, acc1);
+  }
+  if (i < end) {
+    const auto [d0, s0] = term(i);
+    acc0 = _mm512_fmadd_ps(d0, s0, acc0);
+  }
+}
+
 template <int kBits, bool kBig, bool kOneChunk = false>
 void gemv_stream(const QWeight& w, std::size_t r0, std::size_t r1, const QInputInt8& in, float* y, std::size_t ldy) {
   constexpr std::size_t kChunk = kBits == 4 ? 128 : 64, kLaneCodes = kChunk / 16;
@@ -61,8 +79,8 @@ void gemv_stream(const QWeight& w, std::size_t r0, std::size_t r1, const QInputI
   }
   const __mmask16 chunk_blocks = static_cast<__mmask16>((1u << blocks_per_chunk) - 1);
   ymm::RowGroups p(n_groups);
-  std::vector<int32_t> zq(kBig ? in.n_blocks : 0);
-  std::vector<float> sxs(kBig ? in.n_blocks : 0);
+  std::vector<int32_t> zq(kBig && !kOneChunk ? in.n_blocks : 0);
+  std::vector<float> sxs(kBig && !kOneChunk ? in.n_blocks : 0);
   for (std::size_t r = r0; r < r1; ++r) {
     const uint8_t* row = w.codes + r * w.row_bytes;
     ymm::row_groups(w, r, p);
@@ -79,22 +97,12 @@ void gemv_stream(const QWeight& w, std::size_t r0, std::size_t r1, const QInputI
         return _mm512_add_epi32(_mm512_dpbusd_epi32(d, _mm512_and_si512(bytes, low), _mm512_loadu_si512(q + 128 * c)), hi);
       };
       if (kOneChunk) {  // block == group == chunk: one pass, nothing precomputed
-        std::size_t b = 0;
         auto block_term = [&](std::size_t b) {
           const __m512i d = chunk_dot(b, _mm512_setzero_si512());
           const __m512i dz = _mm512_mask_sub_epi32(d, first_lane, d, _mm512_set1_epi32(static_cast<int32_t>(p.zero[b]) * qsum[b]));
           return std::pair{_mm512_cvtepi32_ps(dz), _mm512_set1_ps(sx[b] * p.scale[b])};
         };
-        for (; b + 2 <= in.n_blocks; b += 2) {
-          const auto [d0, s0] = block_term(b);
-          const auto [d1, s1] = block_term(b + 1);
-          acc0 = _mm512_fmadd_ps(d0, s0, acc0);
-          acc1 = _mm512_fmadd_ps(d1, s1, acc1);
-        }
-        if (b < in.n_blocks) {
-          const auto [d0, s0] = block_term(b);
-          acc0 = _mm512_fmadd_ps(d0, s0, acc0);
-        }
+        add_terms(0, in.n_blocks, block_term, acc0, acc1);
       } else if (kBig) {
         // per block: zero * sum(q) and sx * scale (no division in the loop: it was a fifth of
         // the time)
@@ -111,19 +119,7 @@ void gemv_stream(const QWeight& w, std::size_t r0, std::size_t r1, const QInputI
           d = _mm512_mask_sub_epi32(d, first_lane, d, _mm512_set1_epi32(zq[b]));
           return std::pair{_mm512_cvtepi32_ps(d), _mm512_set1_ps(sxs[b])};
         };
-        // two independent sums (in named registers: a reference choosing between them would
-        // put both on the stack)
-        std::size_t b = 0;
-        for (; b + 2 <= in.n_blocks; b += 2) {
-          const auto [d0, s0] = block_term(b);
-          const auto [d1, s1] = block_term(b + 1);
-          acc0 = _mm512_fmadd_ps(d0, s0, acc0);
-          acc1 = _mm512_fmadd_ps(d1, s1, acc1);
-        }
-        if (b < in.n_blocks) {
-          const auto [d0, s0] = block_term(b);
-          acc0 = _mm512_fmadd_ps(d0, s0, acc0);
-        }
+        add_terms(0, in.n_blocks, block_term, acc0, acc1);
       } else {
         auto chunk_term = [&](std::size_t c) {
           const std::size_t b0 = c * blocks_per_chunk;
@@ -155,16 +151,7 @@ void gemv_stream(const QWeight& w, std::size_t r0, std::size_t r1, const QInputI
             acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(sums, zq)), sxs, acc);
           }
         }
-        for (; c + 2 <= n_chunks; c += 2) {
-          const auto [d0, s0] = chunk_term(c);
-          const auto [d1, s1] = chunk_term(c + 1);
-          acc0 = _mm512_fmadd_ps(d0, s0, acc0);
-          acc1 = _mm512_fmadd_ps(d1, s1, acc1);
-        }
-        if (c < n_chunks) {
-          const auto [d0, s0] = chunk_term(c);
-          acc0 = _mm512_fmadd_ps(d0, s0, acc0);
-        }
+        add_terms(c, n_chunks, chunk_term, acc0, acc1);
       }
       y[i * ldy + r] = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
     }
