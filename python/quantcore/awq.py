@@ -501,15 +501,8 @@ def fold_into_norm(norm_weight: np.ndarray, s: np.ndarray | ScaleSearchResult) -
     Returns:
         norm_weight / s, in norm_weight's float dtype (float32 for other input dtypes).
     """
-    fn = "fold_into_norm"
-    w = as_array(norm_weight, fn, "norm_weight")
-    if w.dtype.kind != "f":
-        raise TypeError(f"{fn}: norm_weight must be a float array (got dtype {w.dtype.name})")
-    if w.ndim != 1:
-        raise ValueError(f"{fn}: norm_weight must be 1-D [in_features] (got shape {w.shape})")
-    sv = _scale_vector(s, w.shape[0], fn)
-    dtype = w.dtype if w.dtype in (np.float32, np.float64) else np.dtype(np.float32)
-    return (w.astype(dtype) / sv.astype(dtype)).astype(dtype)
+    w, sv = _fold_operands(norm_weight, s, "fold_into_norm", "norm_weight", 1, "1-D [in_features]")
+    return (w / sv).astype(w.dtype)
 
 
 def fold_into_linear(prev_weight: np.ndarray, s: np.ndarray | ScaleSearchResult) -> np.ndarray:
@@ -527,12 +520,20 @@ def fold_into_linear(prev_weight: np.ndarray, s: np.ndarray | ScaleSearchResult)
     Returns:
         prev_weight / s[:, None], in prev_weight's float dtype (float32 for other input dtypes).
     """
-    fn = "fold_into_linear"
-    w = as_array(prev_weight, fn, "prev_weight")
+    w, sv = _fold_operands(prev_weight, s, "fold_into_linear", "prev_weight", 2,
+                           "2-D [in_features, prev_in]")
+    return (w / sv[:, None]).astype(w.dtype)
+
+
+def _fold_operands(weight: object, s: object, fn: str, arg: str, ndim: int,
+                   shape: str) -> tuple[np.ndarray, np.ndarray]:
+    """The checked weight of a fold (ndim dimensions, described as `shape` in errors) and s,
+    both in the weight's float dtype (float32 for dtypes other than float32 / float64)."""
+    w = as_array(weight, fn, arg)
     if w.dtype.kind != "f":
-        raise TypeError(f"{fn}: prev_weight must be a float array (got dtype {w.dtype.name})")
-    if w.ndim != 2:
-        raise ValueError(f"{fn}: prev_weight must be 2-D [in_features, prev_in] (got shape {w.shape})")
+        raise TypeError(f"{fn}: {arg} must be a float array (got dtype {w.dtype.name})")
+    if w.ndim != ndim:
+        raise ValueError(f"{fn}: {arg} must be {shape} (got shape {w.shape})")
     sv = _scale_vector(s, w.shape[0], fn)
     dtype = w.dtype if w.dtype in (np.float32, np.float64) else np.dtype(np.float32)
-    return (w.astype(dtype) / sv.astype(dtype)[:, None]).astype(dtype)
+    return w.astype(dtype), sv.astype(dtype)
