@@ -78,6 +78,16 @@ void gemv_stream(const QWeight& w, std::size_t r0, std::size_t r1, const QInputI
     lane_block = _mm512_load_si512(idx);
   }
   const __mmask16 chunk_blocks = static_cast<__mmask16>((1u << blocks_per_chunk) - 1);
+  // 8-bit codes in blocks of 32, eight chunks at a time: in fold f (chunks 4f .. 4f + 3), lane
+  // 4L + j is half L % 2 of block 2j + L / 2 of chunk 4f + j, so block k = 2j + h (of the 16)
+  // is lane 8h + j % 4 plus lane 8h + j % 4 + 4 of fold j / 4 (permutex2var: fold 1 is +16)
+  alignas(64) int32_t first[16], second[16];
+  for (int k = 0; k < 16; ++k) {
+    const int j = k / 2, h = k % 2;
+    first[k] = (j < 4 ? 0 : 16) + 8 * h + j % 4;
+    second[k] = first[k] + 4;
+  }
+  const __m512i pair_a = _mm512_load_si512(first), pair_b = _mm512_load_si512(second);
   ymm::RowGroups p(n_groups);
   std::vector<int32_t> zq(kBig && !kOneChunk ? in.n_blocks : 0);
   std::vector<float> sxs(kBig && !kOneChunk ? in.n_blocks : 0);
@@ -95,6 +105,15 @@ void gemv_stream(const QWeight& w, std::size_t r0, std::size_t r1, const QInputI
         const __m512i hi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(_mm512_srli_epi16(bytes, 4), low),
                                                _mm512_loadu_si512(q + 128 * c + 64));
         return _mm512_add_epi32(_mm512_dpbusd_epi32(d, _mm512_and_si512(bytes, low), _mm512_loadu_si512(q + 128 * c)), hi);
+      };
+      // a chunk on its own (the folded paths: chunks are independent, so the two vpdpbusd may
+      // chain without an add)
+      auto chunk_alone = [&](std::size_t c) {
+        if (kBits == 8) return chunk_dot(c, _mm512_setzero_si512());
+        const __m512i bytes = _mm512_loadu_si512(row + 64 * c);
+        const __m512i lo = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(bytes, low),
+                                               _mm512_loadu_si512(q + 128 * c));
+        return _mm512_dpbusd_epi32(lo, _mm512_and_si512(_mm512_srli_epi16(bytes, 4), low), _mm512_loadu_si512(q + 128 * c + 64));
       };
       if (kOneChunk) {  // block == group == chunk: one pass, nothing precomputed
         auto block_term = [&](std::size_t b) {
@@ -133,22 +152,30 @@ void gemv_stream(const QWeight& w, std::size_t r0, std::size_t r1, const QInputI
           return std::pair{_mm512_sub_ps(d, correction), _mm512_mul_ps(lanes(sx), lanes(p.scale.data()))};
         };
         std::size_t c = 0;
+        // blocks of 32: 16 blocks at a time, each block's lanes summed in integers first
+        // (fold4), so the correction, conversion and scaling run once per block instead of
+        // once per lane; sums holds blocks b0 .. b0 + 15 in their natural order
+        auto add_blocks = [&](__m512i sums, std::size_t b0, __m512& acc) {
+          const __m512i zq = _mm512_mullo_epi32(_mm512_cvtps_epi32(_mm512_loadu_ps(&p.zero[b0])),
+                                                _mm512_loadu_si512(qsum + b0));
+          const __m512 sxs = _mm512_mul_ps(_mm512_loadu_ps(sx + b0), _mm512_loadu_ps(&p.scale[b0]));
+          acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(sums, zq)), sxs, acc);
+        };
         if (kBits == 4 && blocks_per_chunk == 4) {
-          // blocks of 32: four chunks (16 blocks) at a time, each block's 4 lanes summed in
-          // integers first (fold4), so the correction, conversion and scaling run once per
-          // block instead of once per lane
+          // four chunks: lane 4L + j of the fold is block L of chunk j; transposed to 4j + L
           const __m512i transpose = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
           for (; c + 4 <= n_chunks; c += 4) {
-            const std::size_t b0 = c * 4;
-            const __m512i d0 = chunk_dot(c, _mm512_setzero_si512()), d1 = chunk_dot(c + 1, _mm512_setzero_si512());
-            const __m512i d2 = chunk_dot(c + 2, _mm512_setzero_si512()), d3 = chunk_dot(c + 3, _mm512_setzero_si512());
-            // lane 4L + j: block L of chunk j; transposed to block 4j + L, the natural order
-            const __m512i sums = _mm512_permutexvar_epi32(transpose, fold4(d0, d1, d2, d3));
-            const __m512i zq = _mm512_mullo_epi32(_mm512_cvtps_epi32(_mm512_loadu_ps(&p.zero[b0])),
-                                                  _mm512_loadu_si512(qsum + b0));
-            const __m512 sxs = _mm512_mul_ps(_mm512_loadu_ps(sx + b0), _mm512_loadu_ps(&p.scale[b0]));
-            __m512& acc = (c / 4) % 2 == 0 ? acc0 : acc1;
-            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(sums, zq)), sxs, acc);
+            const __m512i d0 = chunk_alone(c), d1 = chunk_alone(c + 1), d2 = chunk_alone(c + 2), d3 = chunk_alone(c + 3);
+            add_blocks(_mm512_permutexvar_epi32(transpose, fold4(d0, d1, d2, d3)), c * 4, (c / 4) % 2 == 0 ? acc0 : acc1);
+          }
+        } else if (kBits == 8 && blocks_per_chunk == 2) {
+          // eight chunks, two folds (see pair_a)
+          for (; c + 8 <= n_chunks; c += 8) {
+            __m512i d[8];
+            for (std::size_t j = 0; j < 8; ++j) d[j] = chunk_alone(c + j);
+            const __m512i f0 = fold4(d[0], d[1], d[2], d[3]), f1 = fold4(d[4], d[5], d[6], d[7]);
+            add_blocks(_mm512_add_epi32(_mm512_permutex2var_epi32(f0, pair_a, f1), _mm512_permutex2var_epi32(f0, pair_b, f1)),
+                       c * 2, (c / 8) % 2 == 0 ? acc0 : acc1);
           }
         }
         add_terms(c, n_chunks, chunk_term, acc0, acc1);
