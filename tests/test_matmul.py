@@ -60,6 +60,10 @@ CONFIGS = [
     ("int4", 256, False, np.float32, 512),
     ("int4", 64, False, np.float16, 576),  # SmolLM2's d: 4.5 x 128
     ("q4_0", 32, True, np.float16, 320),
+    # fp8 with in_features a multiple of 64: the AVX-512 VBMI table GEMV
+    ("fp8_e4m3fn", -1, True, np.float32, 256),
+    ("fp8_e5m2", 64, True, np.float16, 192),
+    ("fp8_e4m3fn", 128, True, ml_dtypes.bfloat16, 384),
 ]
 CONFIG_IDS = [f"{s}-g{g}-{'sym' if sym else 'asym'}-K{k}" for s, g, sym, _, k in CONFIGS]
 
@@ -145,15 +149,37 @@ def test_layouts_out_bias_dtypes(isa):
 
 
 @pytest.mark.parametrize("isa", ISAS)
-def test_e4m3fn_nan_code_propagates(isa):
-    qt = make(("fp8_e4m3fn", -1, True, np.float32, 96), out_features=5)
+@pytest.mark.parametrize("k", [96, 128])
+def test_e4m3fn_nan_code_propagates(isa, k):
+    qt = make(("fp8_e4m3fn", -1, True, np.float32, k), out_features=5)
     codes = qt.codes.copy()
     codes[2, 17] = 0x7F  # S.1111.111: NaN
     nan_qt = quantcore.QuantizedTensor(qt.scheme, qt.shape, qt.group_size, qt.symmetric, codes, qt.scales, None)
-    x = np.ones((1, 96), np.float32)
+    x = np.ones((1, k), np.float32)
     with quantcore.using_isa(isa):
         y = quantcore.matmul(x, nan_qt)
     assert np.isnan(y[0, 2]) and np.isfinite(np.delete(y[0], 2)).all()
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("scheme", ["fp8_e4m3fn", "fp8_e5m2"])
+@pytest.mark.parametrize("k", [96, 256])
+def test_fp8_every_finite_code(isa, scheme, k):
+    """Every finite code (subnormals, zeros of both signs, the largest) in every position of a
+    row, values from ml_dtypes, against the float64 reference."""
+    dtype = ml_dtypes.float8_e4m3fn if scheme == "fp8_e4m3fn" else ml_dtypes.float8_e5m2
+    all_codes = np.arange(256, dtype=np.uint8)
+    finite = all_codes[np.isfinite(all_codes.view(dtype).astype(np.float32))]
+    rows = -(-finite.size * 3 // k)  # each code three times, at shifting positions
+    codes = np.resize(np.concatenate([finite, np.roll(finite, 7), np.roll(finite, 101)]), (rows, k))
+    qt = make((scheme, -1, True, np.float32, k), out_features=rows)
+    qt = quantcore.QuantizedTensor(qt.scheme, qt.shape, qt.group_size, qt.symmetric, codes, qt.scales, None)
+    w = codes.view(dtype).astype(np.float64) * qt.scales.astype(np.float64).reshape(rows, -1)[:, :1]
+    np.testing.assert_array_equal(qt.dequantize(), w.astype(np.float32))
+    x = np.random.default_rng(4).standard_normal((3, k)).astype(np.float32)
+    with quantcore.using_isa(isa):
+        y = quantcore.matmul(x, qt)
+    assert_close(y, *reference(x, qt))
 
 
 def _int_parts(qt):
@@ -199,6 +225,7 @@ INT8_CONFIGS = [c for c in CONFIGS if c[0] in INT8_SCHEMES] + [
     ("int8", 64, False, np.float32, 192),
     ("int8", 256, True, np.float16, 512),
     ("q4_0", 32, True, np.float16, 640),  # blocks of 32 over 5 chunks of 128: four folded, one not
+    ("q8_0", 32, True, np.float16, 640),  # 10 chunks of 64 bytes: eight folded, two not
     ("int4", 32, False, ml_dtypes.bfloat16, 512),
 ]
 

@@ -53,6 +53,9 @@ struct QInput {
   const float* x_panels;  // null, or x in panels of kPanel rows: panel p holds [cols][kPanel]
                           // (rows p*kPanel.., zero-padded), for the GEMM microkernel
   std::size_t m;
+  const float* x_fp8 = nullptr;  // null, or (fp8, cols % 64 == 0) x with each block of 64 in the
+                                 // order of avx512vbmi::gemv_fp8's unpacked words: position
+                                 // 16k + 4L + d holds 16L + 8(k / 2) + 2d + k % 2 (k, L, d < 4)
 };
 
 constexpr std::size_t kPanel = 32;
@@ -105,6 +108,13 @@ const QmatmulKernels& qmatmul_kernels();
 namespace avx512vnni {
 bool qdot_rows_int8(const QWeight& w, std::size_t r0, std::size_t r1, const QInputInt8& in, float* y,
                     std::size_t ldy);
+}
+
+// AVX-512 VBMI fp8 GEMV (qmatmul_avx512vbmi.cc), called by avx512::gemv_rows when the CPU has
+// VBMI; returns false (nothing written) where it does not apply (in.m <= 8, group % 64 == 0,
+// in.x_fp8 set).
+namespace avx512vbmi {
+bool gemv_fp8(const QWeight& w, std::size_t r0, std::size_t r1, const QInput& in, float* y, std::size_t ldy);
 }
 
 // Rows per GEMM task (the decode buffer holds kGemmRows * cols floats) and the size of the

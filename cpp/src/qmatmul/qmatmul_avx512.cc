@@ -16,7 +16,8 @@
 //     of 2^-8 times the value (exponent bias 15 vs 7), sign moved from bit 14 to 15 by adding
 //     bit 14 to itself; vcvtph2ps converts exactly (subnormals included). A row holding a NaN
 //     code (S.1111.111, seen as the largest magnitude byte, tracked on the way) is redone by
-//     the decode-and-dot path so the NaN reaches the result.
+//     the decode-and-dot path so the NaN reaches the result. Where the CPU has VBMI and the
+//     group is a multiple of 64, avx512vbmi::gemv_fp8 (table lookups, no conversion) runs instead.
 // gemm_rows decodes kGemmRows rows into buf and runs a 12 x 32 register-blocked microkernel
 // (24 accumulators): per k, two loads of the x panel and 12 broadcasts of W from a k-major
 // chunk of 256 columns.
@@ -352,9 +353,13 @@ void gemv_rows(const QWeight& w, std::size_t r0, std::size_t r1, const QInput& i
   for (std::size_t i0 = 0; i0 < in.m; i0 += kMaxM) {
     const std::size_t m = std::min<std::size_t>(kMaxM, in.m - i0);
     const QInput part{in.x + i0 * w.cols, in.x_pairs == nullptr ? nullptr : in.x_pairs + i0 * w.cols,
-                      in.x_wide == nullptr ? nullptr : in.x_wide + i0 * w.cols, nullptr, m};
+                      in.x_wide == nullptr ? nullptr : in.x_wide + i0 * w.cols, nullptr, m,
+                      in.x_fp8 == nullptr ? nullptr : in.x_fp8 + i0 * w.cols};
     float* yp = y + i0 * ldy;
-    if (w.scheme.bits == 4 && part.x_wide != nullptr && w.group_size % 64 == 0) {
+    static const bool vbmi = __builtin_cpu_supports("avx512vbmi");
+    if (fp8 && vbmi && avx512vbmi::gemv_fp8(w, r0, r1, part, yp, ldy)) {
+      continue;
+    } else if (w.scheme.bits == 4 && part.x_wide != nullptr && w.group_size % 64 == 0) {
       with_m(m, [&](auto c) { gemv_4bit_halves<decltype(c)::value>(w, r0, r1, part.x_wide, yp, ldy); });
     } else if (w.format == QWeightFormat::kIntq && part.x_wide != nullptr && w.group_size == 32) {
       with_m(m, [&](auto c) { gemv_4bit_lanes<decltype(c)::value>(w, r0, r1, part.x_wide, yp, ldy); });

@@ -54,6 +54,14 @@ void to_wide(const float* src, std::size_t cols, float* dst) {
       for (std::size_t j = 0; j < 8; ++j) dst[b + 8 * t + j] = src[b + 8 * j + t];
 }
 
+// Each block of 64 in the order of avx512vbmi::gemv_fp8 (see QInput::x_fp8).
+void to_fp8_order(const float* src, std::size_t cols, float* dst) {
+  for (std::size_t b = 0; b < cols; b += 64)
+    for (std::size_t k = 0; k < 4; ++k)
+      for (std::size_t lane = 0; lane < 4; ++lane)
+        for (std::size_t d = 0; d < 4; ++d) dst[b + 16 * k + 4 * lane + d] = src[b + 16 * lane + 8 * (k / 2) + 2 * d + k % 2];
+}
+
 // Below this much work (weights x batch rows) a GEMV runs on the calling thread: measured on 2
 // cores, a 192 x 576 int4 GEMV gained nothing from the second core; 576 x 576 did (32 -> 19 us)
 // once the pool's workers spin briefly between jobs instead of sleeping.
@@ -125,10 +133,13 @@ void qmatmul(const QWeight& w, const float* x, std::size_t m, const float* bias,
     }, m <= 8 ? rows * cols * m : kMinParallelWork);
   } else if (m <= 8) {
     const bool wide = pairs && cols % 64 == 0;
-    std::vector<float> x_pairs(pairs ? m * cols : 0), x_wide(wide ? m * cols : 0);
+    const bool fp8 = (w.format == QWeightFormat::kE4m3fn || w.format == QWeightFormat::kE5m2) && cols % 64 == 0;
+    std::vector<float> x_pairs(pairs ? m * cols : 0), x_wide(wide ? m * cols : 0), x_fp8(fp8 ? m * cols : 0);
     for (std::size_t i = 0; pairs && i < m; ++i) to_pairs(x + i * cols, cols, &x_pairs[i * cols]);
     for (std::size_t i = 0; wide && i < m; ++i) to_wide(x + i * cols, cols, &x_wide[i * cols]);
-    const QInput in{x, pairs ? x_pairs.data() : nullptr, wide ? x_wide.data() : nullptr, nullptr, m};
+    for (std::size_t i = 0; fp8 && i < m; ++i) to_fp8_order(x + i * cols, cols, &x_fp8[i * cols]);
+    const QInput in{x, pairs ? x_pairs.data() : nullptr, wide ? x_wide.data() : nullptr, nullptr, m,
+                    fp8 ? x_fp8.data() : nullptr};
     for_blocks(rows, row_grain, [&](auto& next) {
       for (std::size_t r0, r1; next(r0, r1);) kernels.gemv_rows(w, r0, r1, in, y, rows);
     }, rows * cols * m);
