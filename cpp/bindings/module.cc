@@ -8,6 +8,7 @@
 namespace py = pybind11;
 
 namespace quantcore::bind {
+void bind_act(py::module_& m);
 void bind_fp8(py::module_& m);
 void bind_gguf(py::module_& m);
 void bind_gptq(py::module_& m);
@@ -26,6 +27,7 @@ PYBIND11_MODULE(_core, m) {
       throw std::invalid_argument("set_num_threads: n must be in 1..1024 (got " + std::to_string(n) + ")");
     quantcore::set_num_threads(n);
   });
+  quantcore::bind::bind_act(m);
   quantcore::bind::bind_fp8(m);
   quantcore::bind::bind_gguf(m);
   quantcore::bind::bind_gptq(m);
