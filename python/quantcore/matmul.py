@@ -6,10 +6,12 @@ the scales (and zero points) and x, so `qt.nbytes` is the whole weight memory. W
 the batch size M (rows of x):
 
     M <= 8 (GEMV)   codes decoded in registers (AVX-512: 4-bit codes through a 16-entry table
-                    of the group's exact weights, 8-bit and fp8 codes converted in place), rows
+                    of the group's exact weights, 8-bit codes converted in place, fp8 codes
+                    through two 128-byte tables of their exact bfloat16 bytes on CPUs with
+                    VBMI, e.g. Zen 4, Ice Lake, else converted through float16), rows
                     of W split over the threads in blocks of about 2^20 weights (a weight
                     under 2^20 elements runs on the calling thread). x is reordered once per
-                    call to match the nibble order of 4-bit codes.
+                    call to match the order in which the kernel unpacks the codes.
     M > 8 (GEMM)    tiles of 24 rows of W decoded to float32 (the same values as dequantize())
                     in a per-thread buffer, then a register-blocked fp32 microkernel over x,
                     packed once per call in panels of 32 rows; tiles split over the threads.
@@ -33,11 +35,13 @@ from the packed rows straight into vpdpbusd (AVX-512 VNNI) with no decode step; 
 of 4 weight rows are unpacked once and reused over the batch.
 
 Speed (bench/bench_matmul.py, 2 cores of a Zen 4, 4096 -> 11008, weights from DRAM, ratios to
-numpy float32 in the same run): the float-activation GEMV decodes about 17-25 G weights/s per
-core, so it is compute-bound below the memory speed (int4 g128 3.3-4.1x numpy across runs); the
-int8 path reaches the memory speed (int4 g128 7.1-7.7x numpy). Decoding in a model: prefer
-activations="int8" where its rounding of x (a relative error of about 1/254 per block) is
-acceptable.
+numpy float32 in the same run): the int8 path runs at the memory speed (GEMV int4 g128 about
+7-7.5x numpy, q4_0 about 7x, q8_0 about 3.7x); the float-activation GEMV decodes 4-bit codes at
+about 17-25 G weights/s per core (a table lookup and a multiply-add per 16 weights), so it is
+compute-bound below the memory speed (int4 g128 about 4x numpy, q4_0 3.3-3.6x, q8_0 2-2.8x).
+fp8 (float only) decodes about 17 G weights/s per core: 2.9-3.7x numpy across runs, close to
+the memory speed. Decoding in a model: prefer activations="int8" where its rounding of x (a
+relative error of about 1/254 per block) is acceptable.
 
 If the tensor carries an input permutation `perm` (GPTQ act-order: it holds W[:, perm]), x is
 gathered once per call as x[..., perm].

@@ -166,7 +166,7 @@ void gemv_stream(const QWeight& w, std::size_t r0, std::size_t r1, const QInputI
           const __m512i transpose = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
           for (; c + 4 <= n_chunks; c += 4) {
             const __m512i d0 = chunk_alone(c), d1 = chunk_alone(c + 1), d2 = chunk_alone(c + 2), d3 = chunk_alone(c + 3);
-            add_blocks(_mm512_permutexvar_epi32(transpose, fold4(d0, d1, d2, d3)), c * 4, (c / 4) % 2 == 0 ? acc0 : acc1);
+            add_blocks(_mm512_permutexvar_epi32(transpose, fold4(d0, d1, d2, d3)), c * 4, acc0);
           }
         } else if (kBits == 8 && blocks_per_chunk == 2) {
           // eight chunks, two folds (see pair_a)
@@ -175,7 +175,7 @@ void gemv_stream(const QWeight& w, std::size_t r0, std::size_t r1, const QInputI
             for (std::size_t j = 0; j < 8; ++j) d[j] = chunk_alone(c + j);
             const __m512i f0 = fold4(d[0], d[1], d[2], d[3]), f1 = fold4(d[4], d[5], d[6], d[7]);
             add_blocks(_mm512_add_epi32(_mm512_permutex2var_epi32(f0, pair_a, f1), _mm512_permutex2var_epi32(f0, pair_b, f1)),
-                       c * 2, (c / 8) % 2 == 0 ? acc0 : acc1);
+                       c * 2, acc0);
           }
         }
         add_terms(c, n_chunks, chunk_term, acc0, acc1);
