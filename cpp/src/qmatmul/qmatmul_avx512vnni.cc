@@ -154,19 +154,20 @@ void gemv_stream(const QWeight& w, std::size_t r0, std::size_t r1, const QInputI
         std::size_t c = 0;
         // blocks of 32: 16 blocks at a time, each block's lanes summed in integers first
         // (fold4), so the correction, conversion and scaling run once per block instead of
-        // once per lane; sums holds blocks b0 .. b0 + 15 in their natural order
-        auto add_blocks = [&](__m512i sums, std::size_t b0, __m512& acc) {
+        // once per lane; sums holds blocks b0 .. b0 + 15 in their natural order (one FMA per
+        // 16 blocks: a single accumulator chain keeps up)
+        auto add_blocks = [&](__m512i sums, std::size_t b0) {
           const __m512i zq = _mm512_mullo_epi32(_mm512_cvtps_epi32(_mm512_loadu_ps(&p.zero[b0])),
                                                 _mm512_loadu_si512(qsum + b0));
           const __m512 sxs = _mm512_mul_ps(_mm512_loadu_ps(sx + b0), _mm512_loadu_ps(&p.scale[b0]));
-          acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(sums, zq)), sxs, acc);
+          acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(sums, zq)), sxs, acc0);
         };
         if (kBits == 4 && blocks_per_chunk == 4) {
           // four chunks: lane 4L + j of the fold is block L of chunk j; transposed to 4j + L
           const __m512i transpose = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
           for (; c + 4 <= n_chunks; c += 4) {
             const __m512i d0 = chunk_alone(c), d1 = chunk_alone(c + 1), d2 = chunk_alone(c + 2), d3 = chunk_alone(c + 3);
-            add_blocks(_mm512_permutexvar_epi32(transpose, fold4(d0, d1, d2, d3)), c * 4, acc0);
+            add_blocks(_mm512_permutexvar_epi32(transpose, fold4(d0, d1, d2, d3)), c * 4);
           }
         } else if (kBits == 8 && blocks_per_chunk == 2) {
           // eight chunks, two folds (see pair_a)
@@ -175,7 +176,7 @@ void gemv_stream(const QWeight& w, std::size_t r0, std::size_t r1, const QInputI
             for (std::size_t j = 0; j < 8; ++j) d[j] = chunk_alone(c + j);
             const __m512i f0 = fold4(d[0], d[1], d[2], d[3]), f1 = fold4(d[4], d[5], d[6], d[7]);
             add_blocks(_mm512_add_epi32(_mm512_permutex2var_epi32(f0, pair_a, f1), _mm512_permutex2var_epi32(f0, pair_b, f1)),
-                       c * 2, acc0);
+                       c * 2);
           }
         }
         add_terms(c, n_chunks, chunk_term, acc0, acc1);
