@@ -226,6 +226,11 @@ INT8_CONFIGS = [c for c in CONFIGS if c[0] in INT8_SCHEMES] + [
     ("int8", 256, True, np.float16, 512),
     ("q4_0", 32, True, np.float16, 640),  # blocks of 32 over 5 chunks of 128: four folded, one not
     ("q8_0", 32, True, np.float16, 640),  # 10 chunks of 64 bytes: eight folded, two not
+    # every chunk folded, float16 scales (and uint8 zeros) read straight from the tensor
+    ("q4_0", 32, True, np.float16, 1024),
+    ("int4", 32, False, np.float16, 512),
+    ("q8_0", 32, True, np.float16, 512),
+    ("int8", 32, False, np.float16, 1024),
     ("int4", 32, False, ml_dtypes.bfloat16, 512),
 ]
 
