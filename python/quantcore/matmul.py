@@ -35,12 +35,12 @@ from the packed rows straight into vpdpbusd (AVX-512 VNNI) with no decode step; 
 of 4 weight rows are unpacked once and reused over the batch.
 
 Speed (bench/bench_matmul.py, 2 cores of a Zen 4, 4096 -> 11008, weights from DRAM, ratios to
-numpy float32 in the same run): the int8 path runs at the memory speed (GEMV int4 g128 about
-7-7.5x numpy, q4_0 about 7x, q8_0 about 3.7x); the float-activation GEMV decodes 4-bit codes at
+numpy float32 in the same run; numpy itself moves by 1.5x between runs): the int8 path runs at
+the memory speed (GEMV int4 g128 6.4-8.4x numpy, q4_0 6.4-7.5x, q8_0 2.6-5.3x); the
+float-activation GEMV decodes 4-bit codes at
 about 17-25 G weights/s per core (a table lookup and a multiply-add per 16 weights), so it is
 compute-bound below the memory speed (int4 g128 about 4x numpy, q4_0 3.3-3.6x, q8_0 2-2.8x).
-fp8 (float only) decodes about 17 G weights/s per core: 2.9-3.7x numpy across runs, close to
-the memory speed. Decoding in a model: prefer activations="int8" where its rounding of x (a
+fp8 (float only) decodes about 18 G weights/s per core: 1.6-3.7x numpy across runs. Decoding in a model: prefer activations="int8" where its rounding of x (a
 relative error of about 1/254 per block) is acceptable.
 
 If the tensor carries an input permutation `perm` (GPTQ act-order: it holds W[:, perm]), x is
