@@ -91,11 +91,13 @@ void gemv_stream(const QWeight& w, std::size_t r0, std::size_t r1, const QInputI
   ymm::RowGroups p(n_groups);
   std::vector<int32_t> zq(kBig && !kOneChunk ? in.n_blocks : 0);
   std::vector<float> sxs(kBig && !kOneChunk ? in.n_blocks : 0);
-  // The folded blocks of 32 (every chunk folded) read float16 scales and uint8 zero points
-  // straight from the tensor, 16 blocks at a time: converting a row's parameters up front
-  // (row_groups) was about a quarter of the time with 128 groups per row.
-  const bool folded = !kBig && ((kBits == 4 && blocks_per_chunk == 4) || (kBits == 8 && blocks_per_chunk == 2));
-  const bool direct = folded && n_chunks % (kBits == 4 ? 4 : 8) == 0 && w.scheme.scale_type == ScaleType::kFloat16 &&
+  // Blocks of 32 (four 4-bit or two 8-bit blocks per chunk) are folded kFold chunks at a time.
+  // With every chunk folded, float16 scales and uint8 zero points are read straight from the
+  // tensor, 16 blocks at a time: converting a row's parameters up front (row_groups) was about
+  // a quarter of the time with 128 groups per row.
+  constexpr std::size_t kFold = kBits == 4 ? 4 : 8;
+  const bool folded = !kBig && blocks_per_chunk == 16 / kFold;
+  const bool direct = folded && n_chunks % kFold == 0 && w.scheme.scale_type == ScaleType::kFloat16 &&
                       w.scale_stride != 0;
   const bool asymmetric = w.scheme.kind == IntqKind::kAsymmetric;
   const __m512i fixed_zero = _mm512_set1_epi32(asymmetric ? 0 : 1 << (kBits - 1));
@@ -181,14 +183,14 @@ void gemv_stream(const QWeight& w, std::size_t r0, std::size_t r1, const QInputI
           const __m512 sxs = _mm512_mul_ps(_mm512_loadu_ps(sx + b0), scale);
           acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(sums, zq)), sxs, acc0);
         };
-        if (kBits == 4 && blocks_per_chunk == 4) {
+        if (folded && kBits == 4) {
           // four chunks: lane 4L + j of the fold is block L of chunk j; transposed to 4j + L
           const __m512i transpose = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
           for (; c + 4 <= n_chunks; c += 4) {
             const __m512i d0 = chunk_alone(c), d1 = chunk_alone(c + 1), d2 = chunk_alone(c + 2), d3 = chunk_alone(c + 3);
             add_blocks(_mm512_permutexvar_epi32(transpose, fold4(d0, d1, d2, d3)), c * 4);
           }
-        } else if (kBits == 8 && blocks_per_chunk == 2) {
+        } else if (folded) {
           // eight chunks, two folds (see pair_a)
           for (; c + 8 <= n_chunks; c += 8) {
             __m512i d[8];

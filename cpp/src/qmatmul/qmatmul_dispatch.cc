@@ -62,11 +62,11 @@ void to_fp8_order(const float* src, std::size_t cols, float* dst) {
         for (std::size_t d = 0; d < 4; ++d) dst[b + 16 * k + 4 * lane + d] = src[b + 16 * lane + 8 * (k / 2) + 2 * d + k % 2];
 }
 
+constexpr std::size_t kGemmBatch = 512;  // rows of x per GEMM pass (see qmatmul)
+
 // Below this much work (weights x batch rows) a GEMV runs on the calling thread: measured on 2
 // cores, a 192 x 576 int4 GEMV gained nothing from the second core; 576 x 576 did (32 -> 19 us)
 // once the pool's workers spin briefly between jobs instead of sleeping.
-constexpr std::size_t kGemmBatch = 512;  // rows of x per GEMM pass (see qmatmul)
-
 constexpr std::size_t kMinParallelWork = std::size_t{1} << 18;
 
 // Dynamic split of [0, n) in blocks: each pool task calls task(next), and next(b, e) hands out

@@ -302,18 +302,23 @@ def _capture_block_inputs(block: LlamaBlock, h: np.ndarray, n: int, cos: np.ndar
 _SHARED_INPUT = {"q": "q", "k": "q", "v": "q", "o": "o", "gate": "gate", "up": "gate", "down": "down"}
 
 
-def _gptq_block(block: LlamaBlock, inputs: dict, scheme: str, kw: dict, options: dict):
+def _gptq_linears(block: LlamaBlock, names, x: np.ndarray, scheme: str, kw: dict, options: dict) -> dict:
+    """GPTQ on the block's linears `names`, which all read x: one Hessian, added in one batch
+    (per sequence, rescaling H cost more than the products). name -> QuantizedLinear."""
     from quantcore import gptq
 
-    hessians = {}
+    hessian = gptq.Hessian(x.shape[-1])
+    hessian.add_batch(x)
+    return {name: QuantizedLinear(gptq.quantize(_float_weight(block.linears[name]), hessian, scheme, **options,
+                                                **kw).qtensor)
+            for name in names}
+
+
+def _gptq_block(block: LlamaBlock, inputs: dict, scheme: str, kw: dict, options: dict):
     linears = {}
-    for name in LINEAR_NAMES:
-        source = _SHARED_INPUT[name]
-        if source not in hessians:
-            hessians[source] = gptq.Hessian(inputs[source].shape[1])
-            hessians[source].add_batch(inputs[source])
-        result = gptq.quantize(_float_weight(block.linears[name]), hessians[source], scheme, **options, **kw)
-        linears[name] = QuantizedLinear(result.qtensor)
+    for source in dict.fromkeys(_SHARED_INPUT.values()):
+        names = [name for name in LINEAR_NAMES if _SHARED_INPUT[name] == source]
+        linears.update(_gptq_linears(block, names, inputs[source], scheme, kw, options))
     return linears, block.attn_norm, block.ffn_norm
 
 
@@ -325,18 +330,12 @@ def _gptq_block_sequential(block: LlamaBlock, h: np.ndarray, n: int, cos: np.nda
     n calibration sequences stacked. Returns the quantized linears and the block's output (the
     next block's input), computed on the way with the quantized linears, so no separate pass is
     needed."""
-    from quantcore import gptq
-
     # the block with each linear replaced as soon as it is quantized
     staged = LlamaBlock(block.config, block.index, block.attn_norm, block.ffn_norm, block.linears)
     linears = staged.linears
 
     def quantize_from(names, x):
-        hessian = gptq.Hessian(x.shape[-1])
-        hessian.add_batch(x)  # one batch: per sequence, rescaling H cost more than the products
-        for name in names:
-            result = gptq.quantize(_float_weight(block.linears[name]), hessian, scheme, **options, **kw)
-            linears[name] = QuantizedLinear(result.qtensor)
+        linears.update(_gptq_linears(block, names, x, scheme, kw, options))
 
     x_attn = block.attn_norm(h)
     quantize_from(("q", "k", "v"), x_attn)
