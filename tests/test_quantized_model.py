@@ -220,3 +220,25 @@ def test_gptq_true_sequential_calibrates_each_linear_on_the_quantized_ones_befor
     np.testing.assert_array_equal(got["down"].qt.codes, gptq_codes("down", hidden).codes)
     # block 1 was not selected: it stays float
     assert type(seq.blocks[1].linears["q"]).__name__ == "Linear"
+
+
+def test_gptq_one_pass_calibrates_every_linear_on_the_float_block(tiny):
+    """true_sequential=False: every linear of block 0 from the float block's inputs (one capture
+    pass), linears that read the same input sharing one Hessian."""
+    from quantcore import gptq
+
+    rng = np.random.default_rng(7)
+    calibration = rng.integers(0, tiny.config.vocab_size, (3, 40))
+    q = quantize_model(tiny, "gptq", "int4", group_size=16, calibration=calibration, embedding_scheme=None,
+                       progress=False, layers=[0], true_sequential=False)
+    block = tiny.blocks[0]
+    cos, sin = tiny.rope(0, calibration.shape[1])
+    inputs: dict = {}
+    for s in calibration:
+        block.forward(tiny.embed(s), cos, sin, capture=lambda n, a: inputs.setdefault(n.rsplit(".", 1)[1], []).append(a))
+    for name in ("q", "k", "v", "o", "gate", "up", "down"):
+        h = gptq.Hessian(inputs[name][0].shape[-1])
+        h.add_batch(np.concatenate(inputs[name]))
+        expected = gptq.quantize(block.linears[name].weight, h, "int4", group_size=16, act_order=True,
+                                 static_groups=True, damp=0.03, clip_search=True).qtensor
+        np.testing.assert_array_equal(q.blocks[0].linears[name].qt.codes, expected.codes, err_msg=name)
