@@ -448,6 +448,25 @@ def test_sizes_and_repr():
     assert "bits_per_weight=4.188" in text and "float16" in text
 
 
+@pytest.mark.parametrize("scheme", ALL_SCHEMES)
+def test_codes_start_on_a_cache_line(tmp_path, scheme):
+    # quantize allocates them so; a QuantizedTensor built from codes that do not start on a
+    # 64-byte boundary keeps an aligned copy with the same bytes; a loaded one is aligned too
+    q = quantcore.quantize(sample((5, 64), seed=3), scheme, group_size=32)
+    assert q.codes.ctypes.data % 64 == 0
+    buf = np.empty(q.codes.nbytes + 64, np.uint8)
+    start = (16 - buf.ctypes.data) % 64
+    off = buf[start:start + q.codes.nbytes].reshape(q.codes.shape)
+    off[...] = q.codes
+    assert off.ctypes.data % 64 == 16
+    r = quantcore.QuantizedTensor(q.scheme, q.shape, q.group_size, q.symmetric, off, q.scales, q.zeros)
+    assert r.codes.ctypes.data % 64 == 0 and r.codes.shape == off.shape and np.array_equal(r.codes, off)
+    assert r.nbytes == q.nbytes
+    np.testing.assert_array_equal(r.dequantize(), q.dequantize())
+    q.save(tmp_path / "q.qc")
+    assert quantcore.load(tmp_path / "q.qc").codes.ctypes.data % 64 == 0
+
+
 # ---------------------------------------------------------------------------------------------
 # save / load
 

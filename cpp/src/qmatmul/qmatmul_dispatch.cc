@@ -4,6 +4,7 @@
 #include <atomic>
 #include <vector>
 
+#include "quantcore/aligned.h"
 #include "quantcore/dispatch.h"
 #include "quantcore/parallel.h"
 #include "quantcore/qmatmul.h"
@@ -115,7 +116,7 @@ void qmatmul(const QWeight& w, const float* x, std::size_t m, const float* bias,
   if (int8_activations) {
     const std::size_t n_blocks = (cols + block - 1) / block;
     const bool nib = pairs && cols % 128 == 0 && m <= 8;
-    std::vector<int8_t> q(m * cols), q_pairs(pairs ? m * cols : 0), q_nib(nib ? m * cols : 0);
+    LineVector<int8_t> q(m * cols), q_pairs(pairs ? m * cols : 0), q_nib(nib ? m * cols : 0);
     std::vector<float> sx(m * n_blocks);
     std::vector<int32_t> qsum(m * n_blocks);
     parallel_for(m, std::max<std::size_t>(1, kGemvGrain / cols), [&](std::size_t i0, std::size_t i1) {
@@ -128,13 +129,13 @@ void qmatmul(const QWeight& w, const float* x, std::size_t m, const float* bias,
     const QInputInt8 in{q.data(),   pairs ? q_pairs.data() : nullptr, sx.data(), qsum.data(), m, block, n_blocks,
                         nib ? q_nib.data() : nullptr};
     for_blocks(rows, row_grain, [&](auto& next) {
-      std::vector<uint8_t> buf(cols);
+      LineVector<uint8_t> buf(cols);
       for (std::size_t r0, r1; next(r0, r1);) kernels.qdot_rows_int8(w, r0, r1, in, buf.data(), y, rows);
     }, m <= 8 ? rows * cols * m : kMinParallelWork);
   } else if (m <= 8) {
     const bool wide = pairs && cols % 64 == 0;
     const bool fp8 = (w.format == QWeightFormat::kE4m3fn || w.format == QWeightFormat::kE5m2) && cols % 64 == 0;
-    std::vector<float> x_pairs(pairs ? m * cols : 0), x_wide(wide ? m * cols : 0), x_fp8(fp8 ? m * cols : 0);
+    LineVector<float> x_pairs(pairs ? m * cols : 0), x_wide(wide ? m * cols : 0), x_fp8(fp8 ? m * cols : 0);
     for (std::size_t i = 0; pairs && i < m; ++i) to_pairs(x + i * cols, cols, &x_pairs[i * cols]);
     for (std::size_t i = 0; wide && i < m; ++i) to_wide(x + i * cols, cols, &x_wide[i * cols]);
     for (std::size_t i = 0; fp8 && i < m; ++i) to_fp8_order(x + i * cols, cols, &x_fp8[i * cols]);
@@ -153,7 +154,7 @@ void qmatmul(const QWeight& w, const float* x, std::size_t m, const float* bias,
       const float* xc = x + i0 * cols;
       float* yc = y + i0 * rows;
       const std::size_t n_panels = (mc + kPanel - 1) / kPanel;
-      std::vector<float> panels(n_panels * cols * kPanel);
+      LineVector<float> panels(n_panels * cols * kPanel);
       parallel_for(n_panels, 1, [&](std::size_t p0, std::size_t p1) {
         for (std::size_t p = p0; p < p1; ++p) {
           float* dst = &panels[p * cols * kPanel];
@@ -167,7 +168,7 @@ void qmatmul(const QWeight& w, const float* x, std::size_t m, const float* bias,
       const QInput in{xc, nullptr, nullptr, panels.data(), mc};
       const std::size_t n_tiles = (rows + kGemmRows - 1) / kGemmRows;
       for_blocks(n_tiles, 1, [&](auto& next) {
-        std::vector<float> buf(kGemmRows * cols);
+        LineVector<float> buf(kGemmRows * cols);
         for (std::size_t t0, t1; next(t0, t1);)
           kernels.gemm_rows(w, t0 * kGemmRows, std::min(rows, t1 * kGemmRows), in, buf.data(), yc, rows);
       }, kMinParallelWork);
