@@ -12,9 +12,19 @@ float32 weight is 180 MB, so it streams from DRAM anyway. "GB/s" counts the byte
 read (packed codes + scales + zero points + x + y), and the "copy" row (a 256 MB copy over 2
 threads: read + write bytes) gives this machine's bandwidth for the share-of-copy figure.
 GEMM: batch 128; "elements" counts floating-point operations, so "G el/s" reads as GFLOP/s.
+
+This machine's memory bandwidth drifts (numpy's GEMV: 3.7 to 6.1 ms in one hour), so a ratio of
+medians taken seconds apart moves with it. Each GEMV round of ours therefore runs right after a
+numpy float32 GEMV on the same x, and the summary's "x numpy (alternating)" is the median over
+rounds of numpy's time / ours. That needs numpy's OpenBLAS threads to sleep when a call ends:
+by default they spin for about 2^28 cycles and took a core from our call (fp8: 2.8 ms after a
+numpy call, 1.5 ms without), so conftest.py sets OPENBLAS_THREAD_TIMEOUT before numpy loads.
 """
 
 from __future__ import annotations
+
+import statistics
+import time
 
 import numpy as np
 import pytest
@@ -87,16 +97,30 @@ def test_gemv_quantcore(benchmark, weight, x1, scheme, group, activations):
     benchmark.group = f"gemv {scheme} 1x{K} @ [{N}x{K}]^T, weights from DRAM"
     qt = quantcore.quantize(weight, scheme, group_size=group, symmetric=True)
     copies = _copies(qt)
-    out = np.empty((1, N), np.float32)
+    out, out_numpy = np.empty((1, N), np.float32), np.empty((1, N), np.float32)
     state = {"i": 0}
+    pairs = []  # (numpy's time, ours) of each round, back to back
+
+    def numpy_first():
+        t = time.perf_counter()
+        np.matmul(x1, weight.T, out=out_numpy)
+        pairs.append([time.perf_counter() - t, None])
 
     def call():
         state["i"] = (state["i"] + 1) % len(copies)
-        return quantcore.matmul(x1, copies[state["i"]], out=out, activations=activations)
+        t = time.perf_counter()
+        y = quantcore.matmul(x1, copies[state["i"]], out=out, activations=activations)
+        if pairs and pairs[-1][1] is None:
+            pairs[-1][1] = time.perf_counter() - t
+        return y
 
-    benchmark.pedantic(call, rounds=max(20, 2 * len(copies)), iterations=1, warmup_rounds=len(copies))
+    rounds = max(20, 2 * len(copies))
+    benchmark.pedantic(call, setup=numpy_first, rounds=rounds, iterations=1, warmup_rounds=len(copies))
+    timed = [(a, b) for a, b in pairs if b is not None][-rounds:]
     benchmark.extra_info.update(bytes=qt.nbytes + x1.nbytes + out.nbytes, copies=len(copies),
-                                MB_per_copy=round(qt.nbytes / 2**20, 1))
+                                MB_per_copy=round(qt.nbytes / 2**20, 1),
+                                numpy_alternating_ms=round(1e3 * statistics.median(a for a, _ in timed), 3),
+                                vs_numpy_alternating=round(statistics.median(a / b for a, b in timed), 2))
     y = call()
     if activations is None:
         _check(y, x1, qt)

@@ -5,6 +5,9 @@ Each benchmark may set extra_info:
     elements  elements one call converts: the summary shows G elements/s.
     role      "copy" for the memory-bandwidth reference of its group, "baseline" for another
               library doing the same work; "ours" (the default) for quantcore.
+    vs_numpy_alternating, numpy_alternating_ms
+              the median over rounds of numpy's time / ours, each round a numpy call then ours,
+              and numpy's median in those rounds (bench_matmul's GEMV).
 The summary gives, for each of ours, the speedup over every baseline of its group and the
 share of the copy's bandwidth, all from medians of this one run.
 """
@@ -12,9 +15,17 @@ share of the copy's bandwidth, all from medians of this one run.
 from __future__ import annotations
 
 import concurrent.futures
+import os
+import sys
 
-import numpy as np
-import pytest
+# OpenBLAS reads this once, when numpy loads it: its threads then sleep 2^4 cycles after a call
+# instead of spinning for up to 2^28 (its default), which took a core from whatever ran next.
+if "numpy" in sys.modules:
+    raise RuntimeError("bench/conftest.py must run before numpy is imported (OPENBLAS_THREAD_TIMEOUT)")
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 
 def parallel_copy(dst: np.ndarray, src: np.ndarray, pool: concurrent.futures.ThreadPoolExecutor, n: int) -> None:
@@ -55,6 +66,9 @@ def pytest_terminal_summary(terminalreporter):
             if role == "ours":
                 for base in baselines:
                     parts.append(f"{base.stats.median / median:7.1f}x {base.name.split('[')[0].removeprefix('test_')}")
+                if "vs_numpy_alternating" in b.extra_info:
+                    parts.append(f"{b.extra_info['vs_numpy_alternating']:7.1f}x numpy (alternating: numpy "
+                                 f"{b.extra_info['numpy_alternating_ms']:.2f} ms)")
                 if copy_gbs and "bytes" in b.extra_info:
                     parts.append(f"{100 * b.extra_info['bytes'] / median / 1e9 / copy_gbs:5.0f}% of best copy")
             tr.write_line("  ".join(parts))
