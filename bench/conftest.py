@@ -5,9 +5,10 @@ Each benchmark may set extra_info:
     elements  elements one call converts: the summary shows G elements/s.
     role      "copy" for the memory-bandwidth reference of its group, "baseline" for another
               library doing the same work; "ours" (the default) for quantcore.
-    vs_numpy_alternating, numpy_alternating_ms
-              the median over rounds of numpy's time / ours, each round a numpy call then ours,
-              and numpy's median in those rounds (bench_matmul's GEMV).
+    vs_numpy_alternating, numpy_alternating_ms, copy_share_alternating
+              the medians over rounds of numpy's time / ours and of our GB/s / the copy's, each
+              round a numpy call and a copy, then ours, and numpy's median in those rounds
+              (bench_matmul's GEMV).
 The summary gives, for each of ours, the speedup over every baseline of its group and the
 share of the copy's bandwidth, all from medians of this one run.
 """
@@ -81,6 +82,8 @@ def pytest_terminal_summary(terminalreporter):
             if role == "ours":
                 for base in baselines:
                     parts.append(f"{base.stats.median / median:7.1f}x {base.name.split('[')[0].removeprefix('test_')}")
+                if "copy_share_alternating" in b.extra_info:
+                    parts.append(f"{100 * b.extra_info['copy_share_alternating']:5.0f}% of copy (alternating)")
                 if "vs_numpy_alternating" in b.extra_info:
                     parts.append(f"{b.extra_info['vs_numpy_alternating']:7.1f}x numpy (alternating: numpy "
                                  f"{b.extra_info['numpy_alternating_ms']:.2f} ms)")
