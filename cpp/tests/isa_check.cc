@@ -1,8 +1,10 @@
-// Compares every kernel of one ISA table with the scalar reference, byte for byte, on random
-// and special inputs with lengths that exercise the SIMD tails. Built and run by
+// Compares every kernel of one ISA table with the scalar reference on random and special inputs
+// with lengths that exercise the SIMD tails: FP8 byte for byte, quantized matmul within float
+// summation-order error (its integer dot products are exact on every ISA). Built and run by
 // tests/test_cross_isa.py, e.g. for NEON with an aarch64 cross compiler under qemu-user, where
 // the Python extension itself cannot be loaded.
 //   usage: isa_check ISA      exit status 0 when every comparison matches
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cmath>
@@ -13,6 +15,7 @@
 
 #include "quantcore/dispatch.h"
 #include "quantcore/fp8.h"
+#include "quantcore/qmatmul.h"
 
 namespace qc = quantcore;
 
@@ -103,6 +106,167 @@ void check_fp8(const qc::Fp8Kernels& ref, const qc::Fp8Kernels& simd, std::mt199
   }
 }
 
+// |a - b| <= tol element by element (the float paths may sum in another order).
+void expect_close(const std::vector<float>& a, const std::vector<float>& b, const std::vector<double>& tol,
+                  const std::string& what) {
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (!(std::fabs(static_cast<double>(a[i]) - b[i]) <= tol[i])) {
+      std::printf("MISMATCH %s at %zu: %.9g vs %.9g (tol %.3g)\n", what.c_str(), i, a[i], b[i], tol[i]);
+      ++g_failures;
+      return;
+    }
+}
+
+struct QCase {
+  qc::QWeightFormat format;
+  qc::IntqKind kind;
+  int bits;
+  qc::ScaleType scale_type;
+  std::size_t cols, group;
+};
+
+// A random weight of a case: any code bytes (fp8 NaN / inf codes excluded), positive scales in
+// [1/128, 1/64), zero points in range; q4_1's float16 m of either sign.
+struct RandomWeight {
+  qc::QWeight w;
+  std::vector<uint8_t> codes, zeros8;
+  std::vector<uint16_t> halves, m;
+  std::vector<float> floats;
+
+  RandomWeight(const QCase& c, std::size_t rows, std::mt19937_64& rng) {
+    const std::size_t row_bytes = (c.cols * c.bits + 7) / 8, n_groups = c.cols / c.group;
+    codes.resize(rows * row_bytes);
+    for (auto& b : codes) {
+      b = static_cast<uint8_t>(rng());
+      if (c.format == qc::QWeightFormat::kE4m3fn && (b & 0x7F) == 0x7F) b ^= 1;
+      if (c.format == qc::QWeightFormat::kE5m2 && (b & 0x7C) == 0x7C) b ^= 0x04;
+    }
+    const void* scales;
+    if (c.scale_type == qc::ScaleType::kFloat32) {
+      floats.resize(rows * n_groups);
+      for (auto& f : floats) f = std::ldexp(1.0f + static_cast<float>(rng() % 1000) / 1000.0f, -7);
+      scales = floats.data();
+    } else {
+      halves.resize(rows * n_groups);
+      const bool bf16 = c.scale_type == qc::ScaleType::kBFloat16;
+      for (auto& h : halves) h = static_cast<uint16_t>(bf16 ? 0x3C00 + rng() % 0x80 : 0x2000 + rng() % 0x400);
+      scales = halves.data();
+    }
+    const void* zeros = nullptr;
+    if (c.format == qc::QWeightFormat::kQ4_1) {
+      m.resize(rows * n_groups);
+      for (auto& h : m) h = static_cast<uint16_t>(0x2000 + rng() % 0x400 + (rng() & 1) * 0x8000);
+      zeros = m.data();
+    } else if (c.kind == qc::IntqKind::kAsymmetric) {
+      zeros8.resize(rows * n_groups);
+      for (auto& z : zeros8) z = static_cast<uint8_t>(rng() % (1u << c.bits));
+      zeros = zeros8.data();
+    }
+    w = qc::QWeight{c.format, qc::IntqScheme{c.kind, c.bits, c.scale_type}, codes.data(), rows, c.cols, row_bytes,
+                    c.group, n_groups, scales, zeros};
+  }
+};
+
+// Each SIMD qmatmul kernel against the scalar one: gemv_rows and gemm_rows within float32
+// summation error (2 * cols * eps * sum |x w|), qdot_rows_int8 within the error of its float
+// epilogue (its integer sums are exact).
+void check_qmatmul(const qc::QmatmulKernels& ref, const qc::QmatmulKernels& simd, std::mt19937_64& rng) {
+  using F = qc::QWeightFormat;
+  using K = qc::IntqKind;
+  using S = qc::ScaleType;
+  const QCase cases[] = {
+      {F::kIntq, K::kSymmetric, 4, S::kFloat16, 256, 128}, {F::kIntq, K::kAsymmetric, 4, S::kFloat16, 256, 32},
+      {F::kIntq, K::kAsymmetric, 4, S::kBFloat16, 96, 96}, {F::kIntq, K::kSymmetric, 4, S::kFloat32, 64, 32},
+      {F::kIntq, K::kSymmetric, 8, S::kFloat16, 128, 32},  {F::kIntq, K::kAsymmetric, 8, S::kFloat16, 192, 64},
+      {F::kIntq, K::kSymmetric, 3, S::kFloat16, 128, 64},  {F::kIntq, K::kAsymmetric, 2, S::kFloat32, 64, 16},
+      {F::kIntq, K::kNf4, 4, S::kFloat16, 128, 64},        {F::kQ4_1, K::kAsymmetric, 4, S::kFloat16, 128, 32},
+      {F::kE4m3fn, K::kSymmetric, 8, S::kFloat32, 100, 100}, {F::kE5m2, K::kSymmetric, 8, S::kFloat16, 128, 64},
+      {F::kIntq, K::kSymmetric, 4, S::kFloat16, 40, 8},    {F::kE4m3fn, K::kSymmetric, 8, S::kFloat32, 103, 103},
+      {F::kIntq, K::kAsymmetric, 4, S::kFloat16, 54, 18},
+  };
+  const double eps = std::ldexp(1.0, -23);
+  for (const QCase& c : cases) {
+    const std::size_t rows = 7, cols = c.cols;
+    RandomWeight rw(c, rows, rng);
+    const qc::QWeight& w = rw.w;
+    std::vector<float> wf(rows * cols);
+    qc::scalar::decode_rows(w, 0, rows, wf.data());
+    const std::string tag = " format=" + std::to_string(static_cast<int>(c.format)) + " bits=" +
+                            std::to_string(c.bits) + " kind=" + std::to_string(static_cast<int>(c.kind)) +
+                            " cols=" + std::to_string(cols) + " group=" + std::to_string(c.group);
+    for (std::size_t m : {std::size_t{1}, std::size_t{3}, std::size_t{37}}) {
+      std::vector<float> x(m * cols);
+      for (auto& v : x) v = static_cast<float>(static_cast<double>(rng() % 20001) / 10000.0 - 1.0);
+      std::vector<double> tol(m * rows);
+      for (std::size_t i = 0; i < m; ++i)
+        for (std::size_t r = 0; r < rows; ++r) {
+          double s = 0;
+          for (std::size_t k = 0; k < cols; ++k) s += std::fabs(static_cast<double>(x[i * cols + k]) * wf[r * cols + k]);
+          tol[i * rows + r] = 2.0 * cols * eps * s;
+        }
+      std::vector<float> ya(m * rows), yb(m * rows);
+      if (m <= 8) {
+        const qc::QInput in{x.data(), nullptr, nullptr, nullptr, m};
+        ref.gemv_rows(w, 0, rows, in, ya.data(), rows);
+        simd.gemv_rows(w, 0, rows, in, yb.data(), rows);
+        expect_close(ya, yb, tol, "gemv_rows m=" + std::to_string(m) + tag);
+      } else {
+        const std::size_t n_panels = (m + qc::kPanel - 1) / qc::kPanel;
+        std::vector<float> panels(n_panels * cols * qc::kPanel, 0.0f), buf(qc::kGemmRows * cols);
+        for (std::size_t i = 0; i < m; ++i)
+          for (std::size_t k = 0; k < cols; ++k)
+            panels[(i / qc::kPanel) * cols * qc::kPanel + k * qc::kPanel + i % qc::kPanel] = x[i * cols + k];
+        const qc::QInput in{x.data(), nullptr, nullptr, panels.data(), m};
+        ref.gemm_rows(w, 0, rows, in, buf.data(), ya.data(), rows);
+        simd.gemm_rows(w, 0, rows, in, buf.data(), yb.data(), rows);
+        expect_close(ya, yb, tol, "gemm_rows m=" + std::to_string(m) + tag);
+      }
+      const bool integer = (c.format == F::kIntq && c.kind != K::kNf4) || c.format == F::kQ4_1;
+      if (!integer || m > 8) continue;
+      for (std::size_t block : {std::size_t{32}, std::min<std::size_t>(c.group, 256)}) {
+        if (c.group % block != 0 && block != 32) continue;
+        const std::size_t n_blocks = (cols + block - 1) / block;
+        std::vector<int8_t> q(m * cols), q_pairs(m * cols);
+        std::vector<float> sx(m * n_blocks);
+        std::vector<int32_t> qsum(m * n_blocks);
+        for (std::size_t i = 0; i < m; ++i)
+          ref.quantize_int8(&x[i * cols], cols, block, &q[i * cols], &sx[i * n_blocks], &qsum[i * n_blocks]);
+        const bool pairs = c.bits == 4 && cols % 32 == 0;
+        for (std::size_t i = 0; pairs && i < m; ++i)
+          for (std::size_t b = 0; b < cols; b += 32)
+            for (std::size_t j = 0; j < 16; ++j) {
+              q_pairs[i * cols + b + j] = q[i * cols + b + 2 * j];
+              q_pairs[i * cols + b + 16 + j] = q[i * cols + b + 2 * j + 1];
+            }
+        const qc::QInputInt8 in{q.data(), pairs ? q_pairs.data() : nullptr, sx.data(), qsum.data(), m, block, n_blocks};
+        // the epilogue's error bound: sum over blocks of |sx| (|scale| |idot - zero qsum| + |offset qsum|)
+        std::vector<uint8_t> buf(cols);
+        std::vector<double> itol(m * rows);
+        for (std::size_t r = 0; r < rows; ++r) {
+          qc::scalar::unpack_row(w, r, buf.data());
+          for (std::size_t i = 0; i < m; ++i) {
+            double bound = 0;
+            for (std::size_t b = 0; b < n_blocks; ++b) {
+              const std::size_t k0 = b * block, k1 = std::min(cols, k0 + block);
+              int64_t idot = 0;
+              for (std::size_t k = k0; k < k1; ++k) idot += static_cast<int64_t>(buf[k]) * q[i * cols + k];
+              const qc::scalar::IntGroup g = qc::scalar::int_group(w, r, k0 / c.group);
+              const double qs = qsum[i * n_blocks + b];
+              bound += std::fabs(sx[i * n_blocks + b]) *
+                       (std::fabs(g.scale * (static_cast<double>(idot) - g.zero * qs)) + std::fabs(g.offset * qs));
+            }
+            itol[i * rows + r] = 4.0 * (n_blocks + 4) * eps * bound;
+          }
+        }
+        std::vector<uint8_t> scratch(cols);
+        ref.qdot_rows_int8(w, 0, rows, in, scratch.data(), ya.data(), rows);
+        simd.qdot_rows_int8(w, 0, rows, in, scratch.data(), yb.data(), rows);
+        expect_close(ya, yb, itol, "qdot_rows_int8 m=" + std::to_string(m) + " block=" + std::to_string(block) + tag);
+      }
+    }
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -120,6 +284,15 @@ int main(int argc, char** argv) {
     return 1;
   }
   check_fp8(ref, simd, rng);
+  qc::force_isa("scalar");
+  const qc::QmatmulKernels& qref = qc::qmatmul_kernels();
+  qc::force_isa(argv[1]);
+  const qc::QmatmulKernels& qsimd = qc::qmatmul_kernels();
+  if (&qref == &qsimd && std::string(argv[1]) != "scalar") {
+    std::fprintf(stderr, "isa_check: %s selected the scalar qmatmul table\n", argv[1]);
+    return 1;
+  }
+  check_qmatmul(qref, qsimd, rng);
   std::printf("%s: %s\n", argv[1], g_failures == 0 ? "all kernels match scalar" : "MISMATCHES");
   return g_failures == 0 ? 0 : 1;
 }

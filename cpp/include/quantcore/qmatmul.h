@@ -72,7 +72,7 @@ struct QInputInt8 {
                                   // nibbles of the block's 64 bytes
 };
 
-// One signature per kernel; every ISA namespace (scalar, avx2, avx512) provides all. Rows
+// One signature per kernel; every ISA namespace (scalar, avx2, avx512, neon) provides all. Rows
 // [r0, r1) of W; y[i * ldy + r] for batch row i.
 #define QUANTCORE_QMATMUL_KERNELS(X)                                                          \
   /* Small batches: y[i, r] = sum_k x[i, k] * W[r, k] for i < in.m (in.m <= 8). */            \
@@ -92,6 +92,7 @@ struct QInputInt8 {
 namespace scalar { QUANTCORE_QMATMUL_KERNELS(QUANTCORE_DECLARE_KERNEL) }
 namespace avx2 { QUANTCORE_QMATMUL_KERNELS(QUANTCORE_DECLARE_KERNEL) }
 namespace avx512 { QUANTCORE_QMATMUL_KERNELS(QUANTCORE_DECLARE_KERNEL) }
+namespace neon { QUANTCORE_QMATMUL_KERNELS(QUANTCORE_DECLARE_KERNEL) }
 #undef QUANTCORE_DECLARE_KERNEL
 
 #define QUANTCORE_KERNEL_POINTER(ret, name, args) ret(*name) args;

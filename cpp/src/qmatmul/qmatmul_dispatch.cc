@@ -98,6 +98,9 @@ const QmatmulKernels& qmatmul_kernels() {
   static const QmatmulKernels& avx2_table = QUANTCORE_QMATMUL_TABLE(avx2);
   static const QmatmulKernels& avx512_table = QUANTCORE_QMATMUL_TABLE(avx512);
   return select_kernels(scalar_table, avx2_table, avx512_table, scalar_table);
+#elif defined(__aarch64__)
+  static const QmatmulKernels& neon_table = QUANTCORE_QMATMUL_TABLE(neon);
+  return select_kernels(scalar_table, scalar_table, scalar_table, neon_table);
 #else
   return scalar_table;
 #endif
