@@ -357,7 +357,8 @@ class QuantizedTensor:
         symmetric: True for symmetric integer schemes and for the absmax schemes (nf4, fp8).
         codes: uint8 [out_features, ceil(in_features * bits / 8)], each row a packed bit stream
             (quantcore.pack's order); symmetric integer codes are offset-binary (q + 2^(b-1));
-            fp8 codes are the FP8 bytes.
+            fp8 codes are the FP8 bytes. Kept starting on a 64-byte boundary, where the matmul
+            kernels' loads want it: an array passed that does not is copied once, at creation.
         scales: [out_features, n_groups] (n_groups = in_features // group_size, 1 for -1), or
             [1, 1] for group_size 0; dtype float16, float32 or bfloat16.
         zeros: uint8 like scales for asymmetric integer schemes, float16 m for q4_1, else None.
