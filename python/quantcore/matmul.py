@@ -44,8 +44,8 @@ fp8 (float only) decodes about 22 G weights/s per core: 3.3-3.7x numpy (2.9x in 
 If numpy's multi-threaded BLAS runs in the same process, its idle threads spin on the cores for
 a while after each call (OpenBLAS's default) and slow a quantcore call that follows by up to 2x;
 OPENBLAS_THREAD_TIMEOUT=4 in the environment before numpy loads makes them sleep at once.
-Decoding in a model: prefer activations="int8" where its rounding of x (a
-relative error of about 1/254 per block) is acceptable.
+Decoding in a model: prefer activations="int8" where its rounding of x (a relative error of
+about 1/254 per block) is acceptable.
 
 If the tensor carries an input permutation `perm` (GPTQ act-order: it holds W[:, perm]), x is
 gathered once per call as x[..., perm].

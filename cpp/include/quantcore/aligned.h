@@ -1,7 +1,7 @@
 // std::vector storage on 64-byte (cache line) boundaries, for the buffers SIMD kernels stream
 // through with 512-bit loads: on Zen 4 an unaligned 64-byte load that crosses a line costs two
-// load slots, and a kernel that loads its x vector and its codes once per 64 weights is load
-// bound (fp8 GEMV in L2, 1 thread: 19 G weights/s with both 16 bytes off a line, 24 aligned).
+// load slots (fp8 GEMV in cache, 1 thread: 18.6 G weights/s with x and the codes 16 bytes off
+// a line, 22.1 with both aligned).
 #pragma once
 
 #include <cstddef>
