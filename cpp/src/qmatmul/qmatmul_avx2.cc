@@ -52,37 +52,7 @@ constexpr std::size_t kGemvRows = 4;  // rows decoded at a time by gemv_rows
 
 }  // namespace
 
-void gemv_rows(const QWeight& w, std::size_t r0, std::size_t r1, const QInput& in, float* y, std::size_t ldy) {
-  std::vector<float> rows(kGemvRows * w.cols);
-  for (std::size_t r = r0; r < r1; r += kGemvRows) {
-    const std::size_t n = std::min(kGemvRows, r1 - r);
-    scalar::decode_rows(w, r, n, rows.data());
-    for (std::size_t j = 0; j < n; ++j)
-      for (std::size_t i = 0; i < in.m; ++i) y[i * ldy + r + j] = dot(in.x + i * w.cols, &rows[j * w.cols], w.cols);
-  }
-}
-
-void gemm_rows(const QWeight& w, std::size_t r0, std::size_t r1, const QInput& in, float* buf, float* y,
-               std::size_t ldy) {
-  const std::size_t cols = w.cols, n = r1 - r0;
-  scalar::decode_rows(w, r0, n, buf);
-  alignas(32) float tile[kMicroRows * kPanel];
-  for (std::size_t rb = 0; rb < n; rb += kMicroRows) {
-    const std::size_t nr = std::min<std::size_t>(kMicroRows, n - rb);
-    for (std::size_t p = 0; p * kPanel < in.m; ++p) {
-      const float* panel = in.x_panels + p * cols * kPanel;
-      const float* wr = buf + rb * cols;
-      switch (nr) {
-        case 3: micro_tile<3>(wr, cols, panel, tile); break;
-        case 2: micro_tile<2>(wr, cols, panel, tile); break;
-        default: micro_tile<1>(wr, cols, panel, tile); break;
-      }
-      const std::size_t valid = std::min(kPanel, in.m - p * kPanel);
-      for (std::size_t r = 0; r < nr; ++r)
-        for (std::size_t j = 0; j < valid; ++j) y[(p * kPanel + j) * ldy + r0 + rb + r] = tile[r * kPanel + j];
-    }
-  }
-}
+#include "qmatmul_decoded.h"
 
 void quantize_int8(const float* x, std::size_t cols, std::size_t block, int8_t* q, float* sx, int32_t* qsum) {
   scalar::quantize_int8(x, cols, block, q, sx, qsum);  // a small share of the work: the reference serves
