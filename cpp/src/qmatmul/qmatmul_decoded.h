@@ -39,8 +39,10 @@ void gemm_rows(const QWeight& w, std::size_t r0, std::size_t r1, const QInput& i
     for (std::size_t p = 0; p * kPanel < in.m; ++p) {
       decoded::tile_of<kMicroRows>(nr, buf + rb * cols, cols, in.x_panels + p * cols * kPanel, tile);
       const std::size_t valid = std::min(kPanel, in.m - p * kPanel);
-      for (std::size_t r = 0; r < nr; ++r)
-        for (std::size_t j = 0; j < valid; ++j) y[(p * kPanel + j) * ldy + r0 + rb + r] = tile[r * kPanel + j];
+      for (std::size_t j = 0; j < valid; ++j) {  // row by row of y: the nr values are adjacent there
+        float* yj = y + (p * kPanel + j) * ldy + r0 + rb;
+        for (std::size_t r = 0; r < nr; ++r) yj[r] = tile[r * kPanel + j];
+      }
     }
   }
 }
