@@ -205,8 +205,18 @@ void check_qmatmul(const qc::QmatmulKernels& ref, const qc::QmatmulKernels& simd
           tol[i * rows + r] = 2.0 * cols * eps * s;
         }
       std::vector<float> ya(m * rows), yb(m * rows);
+      // x_pairs as the driver builds it (qmatmul_dispatch.cc): per block of 32, the 16 even then
+      // the 16 odd positions, for 4-bit integer codes
+      const bool pairs = c.bits == 4 && cols % 32 == 0 && (c.format == F::kIntq || c.format == F::kQ4_1);
+      std::vector<float> x_pairs(pairs ? m * cols : 0);
+      for (std::size_t i = 0; pairs && i < m; ++i)
+        for (std::size_t b = 0; b < cols; b += 32)
+          for (std::size_t j = 0; j < 16; ++j) {
+            x_pairs[i * cols + b + j] = x[i * cols + b + 2 * j];
+            x_pairs[i * cols + b + 16 + j] = x[i * cols + b + 2 * j + 1];
+          }
       if (m <= 8) {
-        const qc::QInput in{x.data(), nullptr, nullptr, nullptr, m};
+        const qc::QInput in{x.data(), pairs ? x_pairs.data() : nullptr, nullptr, nullptr, m};
         ref.gemv_rows(w, 0, rows, in, ya.data(), rows);
         simd.gemv_rows(w, 0, rows, in, yb.data(), rows);
         expect_close(ya, yb, tol, "gemv_rows m=" + std::to_string(m) + tag);
@@ -230,7 +240,6 @@ void check_qmatmul(const qc::QmatmulKernels& ref, const qc::QmatmulKernels& simd
         std::vector<int32_t> qsum(m * n_blocks);
         for (std::size_t i = 0; i < m; ++i)
           ref.quantize_int8(&x[i * cols], cols, block, &q[i * cols], &sx[i * n_blocks], &qsum[i * n_blocks]);
-        const bool pairs = c.bits == 4 && cols % 32 == 0;
         for (std::size_t i = 0; pairs && i < m; ++i)
           for (std::size_t b = 0; b < cols; b += 32)
             for (std::size_t j = 0; j < 16; ++j) {

@@ -54,6 +54,10 @@ constexpr std::size_t kGemvRows = 4;  // rows decoded at a time by gemv_rows
 
 #include "qmatmul_decoded.h"
 
+void gemv_rows(const QWeight& w, std::size_t r0, std::size_t r1, const QInput& in, float* y, std::size_t ldy) {
+  decoded::gemv_rows(w, r0, r1, in, y, ldy);
+}
+
 void quantize_int8(const float* x, std::size_t cols, std::size_t block, int8_t* q, float* sx, int32_t* qsum) {
   scalar::quantize_int8(x, cols, block, q, sx, qsum);  // a small share of the work: the reference serves
 }

@@ -1,7 +1,7 @@
 // The decode-then-multiply GEMV and GEMM shared by the AVX2 and NEON files: rows decoded by
 // scalar::decode_rows (bit-identical to dequantize), then the file's own float kernels. Defines
-// the table's gemv_rows and gemm_rows; each file includes this in its ISA namespace (outside
-// its anonymous namespace), after defining
+// decoded::gemv_rows and the table's gemm_rows; each file includes this in its ISA namespace
+// (outside its anonymous namespace), after defining
 //   float dot(const float* a, const float* b, std::size_t n);
 //   template <int R> void micro_tile(const float* wr, std::size_t cols, const float* panel, float* tile);
 //       tile[r * kPanel + j] = sum_k wr[r * cols + k] * panel[k * kPanel + j] (r < R, j < kPanel)
@@ -17,9 +17,8 @@ void tile_of(std::size_t nr, const float* wr, std::size_t cols, const float* pan
   micro_tile<R>(wr, cols, panel, tile);
 }
 
-}  // namespace decoded
-
-void gemv_rows(const QWeight& w, std::size_t r0, std::size_t r1, const QInput& in, float* y, std::size_t ldy) {
+inline void gemv_rows(const QWeight& w, std::size_t r0, std::size_t r1, const QInput& in, float* y,
+                      std::size_t ldy) {
   std::vector<float> rows(kGemvRows * w.cols);
   for (std::size_t r = r0; r < r1; r += kGemvRows) {
     const std::size_t n = std::min(kGemvRows, r1 - r);
@@ -28,6 +27,8 @@ void gemv_rows(const QWeight& w, std::size_t r0, std::size_t r1, const QInput& i
       for (std::size_t i = 0; i < in.m; ++i) y[i * ldy + r + j] = dot(in.x + i * w.cols, &rows[j * w.cols], w.cols);
   }
 }
+
+}  // namespace decoded
 
 void gemm_rows(const QWeight& w, std::size_t r0, std::size_t r1, const QInput& in, float* buf, float* y,
                std::size_t ldy) {

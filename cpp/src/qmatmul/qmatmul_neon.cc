@@ -1,7 +1,8 @@
 // NEON (AArch64 Advanced SIMD, no extension needed) quantized matmul.
 //
-// gemv_rows: rows decoded by the shared decoders (scalar::decode_rows, bit-identical to
-// dequantize) into an L1-sized buffer, then dotted with four 4-float accumulators; gemm_rows:
+// gemv_rows: 4- and 8-bit integer codes converted in registers (gemv_int); other schemes
+// decoded by the shared decoders (scalar::decode_rows, bit-identical to dequantize) into an
+// L1-sized buffer, then dotted with four 4-float accumulators (qmatmul_decoded.h); gemm_rows:
 // kGemmRows rows decoded into buf and a 2 x 32 register-blocked microkernel (16 accumulators);
 // qdot_rows_int8: 4-bit and 8-bit integer codes made signed per row (w = code - zero), then
 // exact integer products summed pairwise into int32 lanes, as the AVX2 loops do; other schemes
@@ -55,6 +56,59 @@ constexpr std::size_t kGemvRows = 4;  // rows decoded at a time by gemv_rows
 // One row's groups in the int8 path's form, W = (code - zero) * scale + offset.
 void row_groups(const QWeight& w, std::size_t r, std::vector<scalar::IntGroup>& g) {
   for (std::size_t i = 0; i < g.size(); ++i) g[i] = scalar::int_group(w, r, i);
+}
+
+// Four int16 lanes each of two vectors as four float vectors, in order.
+inline void to_floats(int16x8_t a, int16x8_t b, float32x4_t* f) {
+  f[0] = vcvtq_f32_s32(vmovl_s16(vget_low_s16(a)));
+  f[1] = vcvtq_f32_s32(vmovl_high_s16(a));
+  f[2] = vcvtq_f32_s32(vmovl_s16(vget_low_s16(b)));
+  f[3] = vcvtq_f32_s32(vmovl_high_s16(b));
+}
+
+// The float GEMV for 4-bit and 8-bit integer codes (int4 / int8 sym or asym, q4_0, q8_0) in
+// groups of a multiple of 32, without a decode buffer: every 16 bytes become code - zero in
+// int16 lanes, then floats (4-bit: the low nibbles, even codes, then the high nibbles, odd
+// codes: the order of in.x_pairs), whose products with x are summed per group before one
+// multiply by its scale.
+template <int kBits>
+void gemv_int(const QWeight& w, std::size_t r0, std::size_t r1, const QInput& in, float* y, std::size_t ldy) {
+  constexpr std::size_t kMaxM = 8, kCodes = 128 / kBits;  // codes per 16 bytes
+  const std::size_t cols = w.cols, n_groups = cols / w.group_size;
+  const float* xs = kBits == 4 ? in.x_pairs : in.x;
+  const uint8x16_t low = vdupq_n_u8(0x0F);
+  std::vector<scalar::IntGroup> groups(n_groups);
+  for (std::size_t r = r0; r < r1; ++r) {
+    const uint8_t* row = w.codes + r * w.row_bytes;
+    row_groups(w, r, groups);
+    float sum[kMaxM] = {};
+    for (std::size_t g = 0; g < n_groups; ++g) {
+      float32x4_t acc[kMaxM][2];
+      for (std::size_t i = 0; i < in.m; ++i) acc[i][0] = acc[i][1] = vdupq_n_f32(0.0f);
+      const int16x8_t z = vdupq_n_s16(static_cast<int16_t>(groups[g].zero));
+      for (std::size_t k = g * w.group_size; k < (g + 1) * w.group_size; k += kCodes) {
+        const uint8x16_t bytes = vld1q_u8(row + k * kBits / 8);
+        float32x4_t c[kCodes / 4];
+        if constexpr (kBits == 4) {
+          const uint8x16_t lo = vandq_u8(bytes, low), hi = vshrq_n_u8(bytes, 4);
+          to_floats(vsubq_s16(vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(lo))), z),
+                    vsubq_s16(vreinterpretq_s16_u16(vmovl_high_u8(lo)), z), c);
+          to_floats(vsubq_s16(vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(hi))), z),
+                    vsubq_s16(vreinterpretq_s16_u16(vmovl_high_u8(hi)), z), c + 4);
+        } else {
+          to_floats(vsubq_s16(vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(bytes))), z),
+                    vsubq_s16(vreinterpretq_s16_u16(vmovl_high_u8(bytes)), z), c);
+        }
+        for (std::size_t i = 0; i < in.m; ++i) {
+          const float* x = xs + i * cols + k;
+          for (std::size_t h = 0; h < kCodes / 4; ++h)
+            acc[i][h & 1] = vfmaq_f32(acc[i][h & 1], c[h], vld1q_f32(x + 4 * h));
+        }
+      }
+      for (std::size_t i = 0; i < in.m; ++i) sum[i] += groups[g].scale * vaddvq_f32(vaddq_f32(acc[i][0], acc[i][1]));
+    }
+    for (std::size_t i = 0; i < in.m; ++i) y[i * ldy + r] = sum[i];
+  }
 }
 
 // The sum of one block's 32 products, exact: |w| <= 15 (4-bit) and |q| <= 127, so each int16
@@ -148,6 +202,14 @@ void rows_8bit(const QWeight& w, std::size_t r0, std::size_t r1, const QInputInt
 }  // namespace
 
 #include "qmatmul_decoded.h"
+
+void gemv_rows(const QWeight& w, std::size_t r0, std::size_t r1, const QInput& in, float* y, std::size_t ldy) {
+  const bool integer = w.format == QWeightFormat::kIntq && w.scheme.kind != IntqKind::kNf4 &&
+                       w.group_size % 32 == 0 && in.m <= 8;
+  if (integer && w.scheme.bits == 4 && in.x_pairs != nullptr) return gemv_int<4>(w, r0, r1, in, y, ldy);
+  if (integer && w.scheme.bits == 8) return gemv_int<8>(w, r0, r1, in, y, ldy);
+  decoded::gemv_rows(w, r0, r1, in, y, ldy);
+}
 
 void quantize_int8(const float* x, std::size_t cols, std::size_t block, int8_t* q, float* sx, int32_t* qsum) {
   scalar::quantize_int8(x, cols, block, q, sx, qsum);  // a small share of the work: the reference serves
