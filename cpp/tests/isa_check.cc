@@ -201,7 +201,8 @@ void check_qmatmul(const qc::QmatmulKernels& ref, const qc::QmatmulKernels& simd
       for (std::size_t i = 0; i < m; ++i)
         for (std::size_t r = 0; r < rows; ++r) {
           double s = 0;
-          for (std::size_t k = 0; k < cols; ++k) s += std::fabs(static_cast<double>(x[i * cols + k]) * wf[r * cols + k]);
+          for (std::size_t k = 0; k < cols; ++k)
+            s += std::fabs(static_cast<double>(x[i * cols + k]) * wf[r * cols + k]);
           tol[i * rows + r] = 2.0 * cols * eps * s;
         }
       std::vector<float> ya(m * rows), yb(m * rows);
