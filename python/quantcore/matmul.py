@@ -36,11 +36,12 @@ of 4 weight rows are unpacked once and reused over the batch.
 
 Speed (bench/bench_matmul.py, 2 cores of a Zen 4, 4096 -> 11008, weights from DRAM; each of
 our calls right after a numpy float32 GEMV, median over rounds of numpy's time / ours): the int8
-path runs near the memory speed (GEMV int4 g128 6.2-6.8x numpy, q4_0 5.4-6.2x, q8_0 3.5-3.6x;
-71-100% of a 2-thread copy's bandwidth); the float-activation GEMV decodes 4-bit codes at about
+path runs near the memory speed (GEMV int4 g128 6.2-6.8x numpy, q4_0 5.2-6.2x, q8_0 3.4-3.6x;
+70-100% of a 2-thread copy's bandwidth); the float-activation GEMV decodes 4-bit codes at about
 17-25 G weights/s per core (a table lookup and a multiply-add per 16 weights), so it is
-compute-bound below the memory speed (int4 g128 2.8-3.9x numpy, q4_0 3.0-3.3x, q8_0 1.8-2.5x).
-fp8 (float only) decodes about 22 G weights/s per core: 3.3-3.7x numpy (2.9x in one run).
+compute-bound below the memory speed (int4 g128 2.6-3.9x numpy, q4_0 3.0-3.3x, q8_0 1.8-2.5x).
+fp8 (float only) decodes about 22 G weights/s per core: 2.9-3.7x numpy. GEMM, batch 128, int4
+g128: 1.2x numpy float32 on the dequantized weight, 2.5x with int8 activations.
 If numpy's multi-threaded BLAS runs in the same process, its idle threads spin on the cores for
 a while after each call (OpenBLAS's default) and slow a quantcore call that follows by up to 2x;
 OPENBLAS_THREAD_TIMEOUT=4 in the environment before numpy loads makes them sleep at once.
