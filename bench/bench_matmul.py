@@ -19,10 +19,10 @@ from DRAM (under 1 ms) is about 1-3% of a call.
 This machine's memory bandwidth drifts (numpy's GEMV: 3.7 to 6.1 ms in one hour), so a ratio of
 medians taken seconds apart moves with it. Each GEMV round of ours therefore runs right after a
 numpy float32 GEMV on the same x and the 256 MB copy, and the summary adds the medians over
-rounds of numpy's time / ours ("x numpy (alternating)") and of our GB/s / the copy's. That needs numpy's OpenBLAS threads to sleep when a call ends
-(by default they spin and take a core from our call): conftest.py sets OPENBLAS_THREAD_TIMEOUT
-before numpy loads when this file runs alone, as above; otherwise the alternating ratio is left
-out.
+rounds of numpy's time / ours ("x numpy (alternating)") and of our GB/s / the copy's. That
+needs numpy's OpenBLAS threads to sleep when a call ends (by default they spin and take a core
+from our call): conftest.py sets OPENBLAS_THREAD_TIMEOUT before numpy loads when this file runs
+alone; otherwise the alternating ratio is left out.
 """
 
 from __future__ import annotations
@@ -75,6 +75,37 @@ def _copies(qt: quantcore.QuantizedTensor) -> list:
     return copies
 
 
+def _alternating(benchmark, ours, baselines, rounds: int, warmup_rounds: int) -> list:
+    """benchmark.pedantic(ours), each round right after every callable of `baselines`; returns
+    [the baselines' times..., ours] of each timed round."""
+    seen = []
+
+    def baselines_first():
+        times = []
+        for f in baselines:
+            t = time.perf_counter()
+            f()
+            times.append(time.perf_counter() - t)
+        seen.append(times + [None])
+
+    def call():
+        t = time.perf_counter()
+        y = ours()
+        if seen and seen[-1][-1] is None:
+            seen[-1][-1] = time.perf_counter() - t
+        return y
+
+    benchmark.pedantic(call, setup=baselines_first, rounds=rounds, iterations=1, warmup_rounds=warmup_rounds)
+    return [r for r in seen if r[-1] is not None][-rounds:]
+
+
+def _record_vs_numpy(benchmark, timed: list) -> None:
+    """The numpy ratio of rounds whose first baseline was numpy (only where its threads sleep)."""
+    if openblas_threads_sleep():
+        benchmark.extra_info.update(numpy_alternating_ms=round(1e3 * statistics.median(r[0] for r in timed), 3),
+                                    vs_numpy_alternating=round(statistics.median(r[0] / r[-1] for r in timed), 2))
+
+
 def _check(y: np.ndarray, x: np.ndarray, qt: quantcore.QuantizedTensor) -> None:
     w = qt.dequantize().astype(np.float64)
     ref = x.astype(np.float64) @ w.T
@@ -109,34 +140,20 @@ def test_gemv_quantcore(benchmark, weight, x1, copy_buffers, copy_pool, scheme, 
     copies = _copies(qt)
     out, out_numpy = np.empty((1, N), np.float32), np.empty((1, N), np.float32)
     state = {"i": 0}
-    rounds_seen = []  # [numpy's time, the copy's, ours] of each round, back to back
     dst, src = copy_buffers
-
-    def baselines_first():
-        t0 = time.perf_counter()
-        np.matmul(x1, weight.T, out=out_numpy)
-        t1 = time.perf_counter()
-        parallel_copy(dst, src, copy_pool, 2)
-        rounds_seen.append([t1 - t0, time.perf_counter() - t1, None])
 
     def call():
         state["i"] = (state["i"] + 1) % len(copies)
-        t = time.perf_counter()
-        y = quantcore.matmul(x1, copies[state["i"]], out=out, activations=activations)
-        if rounds_seen and rounds_seen[-1][2] is None:
-            rounds_seen[-1][2] = time.perf_counter() - t
-        return y
+        return quantcore.matmul(x1, copies[state["i"]], out=out, activations=activations)
 
-    rounds = max(20, 2 * len(copies))
-    benchmark.pedantic(call, setup=baselines_first, rounds=rounds, iterations=1, warmup_rounds=len(copies))
-    timed = [r for r in rounds_seen if r[2] is not None][-rounds:]
+    timed = _alternating(benchmark, call, [lambda: np.matmul(x1, weight.T, out=out_numpy),
+                                           lambda: parallel_copy(dst, src, copy_pool, 2)],
+                         rounds=max(20, 2 * len(copies)), warmup_rounds=len(copies))
     nbytes = qt.nbytes + x1.nbytes + out.nbytes
     benchmark.extra_info.update(bytes=nbytes, copies=len(copies), MB_per_copy=round(qt.nbytes / 2**20, 1),
                                 copy_share_alternating=round(statistics.median(
                                     nbytes * c / (2 * src.nbytes * b) for _, c, b in timed), 3))
-    if openblas_threads_sleep():
-        benchmark.extra_info.update(numpy_alternating_ms=round(1e3 * statistics.median(a for a, _, _ in timed), 3),
-                                    vs_numpy_alternating=round(statistics.median(a / b for a, _, b in timed), 2))
+    _record_vs_numpy(benchmark, timed)
     y = call()
     if activations is None:
         _check(y, x1, qt)
@@ -157,27 +174,11 @@ def test_gemm_quantcore(benchmark, weight, x128, activations):
     benchmark.group = f"gemm int4 g128 128x{K} @ [{N}x{K}]^T"
     qt = quantcore.quantize(weight, "int4", group_size=128, symmetric=True)
     out, out_numpy = np.empty((128, N), np.float32), np.empty((128, N), np.float32)
-    wd = qt.dequantize()
-    rounds_seen = []  # [numpy's time, ours] of each round: numpy on the dequantized weight, then ours
-
-    def numpy_first():
-        t = time.perf_counter()
-        np.matmul(x128, wd.T, out=out_numpy)
-        rounds_seen.append([time.perf_counter() - t, None])
-
-    def call():
-        t = time.perf_counter()
-        y = quantcore.matmul(x128, qt, out=out, activations=activations)
-        if rounds_seen and rounds_seen[-1][1] is None:
-            rounds_seen[-1][1] = time.perf_counter() - t
-        return y
-
-    benchmark.pedantic(call, setup=numpy_first, rounds=15, iterations=1, warmup_rounds=2)
+    wd = qt.dequantize()  # numpy's baseline runs on the dequantized weight
+    timed = _alternating(benchmark, lambda: quantcore.matmul(x128, qt, out=out, activations=activations),
+                         [lambda: np.matmul(x128, wd.T, out=out_numpy)], rounds=15, warmup_rounds=2)
     benchmark.extra_info.update(elements=2 * 128 * N * K)
-    timed = [r for r in rounds_seen if r[1] is not None][-15:]
-    if openblas_threads_sleep():
-        benchmark.extra_info.update(numpy_alternating_ms=round(1e3 * statistics.median(a for a, _ in timed), 3),
-                                    vs_numpy_alternating=round(statistics.median(a / b for a, b in timed), 2))
+    _record_vs_numpy(benchmark, timed)
     y = quantcore.matmul(x128[:8], qt, activations=activations)
     if activations is None:
         _check(y, x128[:8], qt)
