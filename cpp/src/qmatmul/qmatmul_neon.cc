@@ -58,8 +58,10 @@ void row_groups(const QWeight& w, std::size_t r, std::vector<scalar::IntGroup>& 
   for (std::size_t i = 0; i < g.size(); ++i) g[i] = scalar::int_group(w, r, i);
 }
 
-// Four int16 lanes each of two vectors as four float vectors, in order.
-inline void to_floats(int16x8_t a, int16x8_t b, float32x4_t* f) {
+// 16 codes (bytes) minus the zero point as four float vectors, in order.
+inline void to_floats(uint8x16_t codes, int16x8_t zero, float32x4_t* f) {
+  const int16x8_t a = vsubq_s16(vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(codes))), zero);
+  const int16x8_t b = vsubq_s16(vreinterpretq_s16_u16(vmovl_high_u8(codes)), zero);
   f[0] = vcvtq_f32_s32(vmovl_s16(vget_low_s16(a)));
   f[1] = vcvtq_f32_s32(vmovl_high_s16(a));
   f[2] = vcvtq_f32_s32(vmovl_s16(vget_low_s16(b)));
@@ -90,14 +92,10 @@ void gemv_int(const QWeight& w, std::size_t r0, std::size_t r1, const QInput& in
         const uint8x16_t bytes = vld1q_u8(row + k * kBits / 8);
         float32x4_t c[kCodes / 4];
         if constexpr (kBits == 4) {
-          const uint8x16_t lo = vandq_u8(bytes, low), hi = vshrq_n_u8(bytes, 4);
-          to_floats(vsubq_s16(vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(lo))), z),
-                    vsubq_s16(vreinterpretq_s16_u16(vmovl_high_u8(lo)), z), c);
-          to_floats(vsubq_s16(vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(hi))), z),
-                    vsubq_s16(vreinterpretq_s16_u16(vmovl_high_u8(hi)), z), c + 4);
+          to_floats(vandq_u8(bytes, low), z, c);
+          to_floats(vshrq_n_u8(bytes, 4), z, c + 4);
         } else {
-          to_floats(vsubq_s16(vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(bytes))), z),
-                    vsubq_s16(vreinterpretq_s16_u16(vmovl_high_u8(bytes)), z), c);
+          to_floats(bytes, z, c);
         }
         for (std::size_t i = 0; i < in.m; ++i) {
           const float* x = xs + i * cols + k;
