@@ -232,6 +232,16 @@ INT8_CONFIGS = [c for c in CONFIGS if c[0] in INT8_SCHEMES] + [
     ("q8_0", 32, True, np.float16, 512),
     ("int8", 32, False, np.float16, 1024),
     ("int4", 32, False, ml_dtypes.bfloat16, 512),
+    # 2- and 3-bit codes unpacked in registers (AVX-512 VBMI): blocks of one chunk of 64 codes,
+    # of two and four chunks, of 32 (folded, float16 scales and uint8 zeros read in place; and
+    # 10 chunks: eight folded, two not), other scale types
+    ("int3", 64, False, np.float16, 256),
+    ("int3", 128, True, np.float16, 512),
+    ("int3", 256, True, ml_dtypes.bfloat16, 768),
+    ("int3", 32, False, np.float16, 1024),
+    ("int2", 32, True, np.float16, 640),
+    ("int2", 64, False, np.float32, 192),
+    ("int2", 128, False, np.float16, 384),
 ]
 
 

@@ -111,6 +111,14 @@ bool qdot_rows_int8(const QWeight& w, std::size_t r0, std::size_t r1, const QInp
                     std::size_t ldy);
 }
 
+// AVX-512 VNNI + VBMI variant for 2- and 3-bit codes at in.m <= 8 (qmatmul_avx512vnnivbmi.cc),
+// called by avx512::qdot_rows_int8 when the CPU has both; returns false (nothing written) where
+// it does not apply.
+namespace avx512vnnivbmi {
+bool qdot_rows_int8(const QWeight& w, std::size_t r0, std::size_t r1, const QInputInt8& in, float* y,
+                    std::size_t ldy);
+}
+
 // AVX-512 VBMI fp8 GEMV (qmatmul_avx512vbmi.cc), called by avx512::gemv_rows when the CPU has
 // VBMI; returns false (nothing written) where it does not apply (in.m <= 8, group % 64 == 0,
 // in.x_fp8 set).

@@ -459,6 +459,8 @@ void quantize_int8(const float* x, std::size_t cols, std::size_t block, int8_t* 
 void qdot_rows_int8(const QWeight& w, std::size_t r0, std::size_t r1, const QInputInt8& in, uint8_t* buf, float* y,
                     std::size_t ldy) {
   static const bool vnni = __builtin_cpu_supports("avx512vnni");
+  static const bool vnni_vbmi = vnni && __builtin_cpu_supports("avx512vbmi");
+  if (vnni_vbmi && avx512vnnivbmi::qdot_rows_int8(w, r0, r1, in, y, ldy)) return;
   if (vnni && avx512vnni::qdot_rows_int8(w, r0, r1, in, y, ldy)) return;
   ymm::qdot_rows(w, r0, r1, in, buf, y, ldy);
 }

@@ -1,0 +1,232 @@
+// The streaming GEMV of the int8-activation path on AVX-512 VNNI, shared by
+// qmatmul_avx512vnni.cc (4- and 8-bit codes) and qmatmul_avx512vnnivbmi.cc (2- and 3-bit codes,
+// unpacked in registers with VBMI): each file includes it inside its own namespace, compiled
+// with its own flags.
+//
+// A few batch rows (in.m <= 8), integer codes straight from the packed rows, nothing buffered:
+// memory traffic is the codes and their group parameters. `Codes` says what a chunk c of a row
+// is: codes.load(row, c) gives either 64 bytes of 128 4-bit codes (kNibbles: vpand / vpsrlw
+// give the low and the high nibbles, matched by q in q_nib order) or 64 codes as unsigned bytes
+// in order (q in order); two or one vpdpbusd, and int32 lane l holds the sum over 8 (4) codes
+// of code * q. Blocks of a chunk or more (kBig): lanes are summed over the block's chunks,
+// zero * sum(q) comes off lane 0 (all still exact integers below 2^24), then one multiply-add by
+// sx * scale. Blocks smaller than a chunk (32 or 64 codes; group == block): each lane is
+// converted to float, its block's zero * sum(q) (an exact float, < 2^24) is taken off the
+// block's first lane, and it is scaled by its block's sx * scale.
+// Requires: w.cols a multiple of the chunk (128 codes for nibbles, else 64), plain integer
+// codes (kIntq, not nf4), in.q_nib set for nibbles.
+
+// Four 16-lane int32 vectors folded into one: lane 4L + j = the sum of lanes 4L .. 4L + 3 of
+// d_j (the 4 lanes of its 128-bit lane L).
+inline __m512i fold4(__m512i d0, __m512i d1, __m512i d2, __m512i d3) {
+  const __m512i t01 = _mm512_add_epi32(_mm512_unpacklo_epi32(d0, d1), _mm512_unpackhi_epi32(d0, d1));
+  const __m512i t23 = _mm512_add_epi32(_mm512_unpacklo_epi32(d2, d3), _mm512_unpackhi_epi32(d2, d3));
+  return _mm512_add_epi32(_mm512_unpacklo_epi64(t01, t23), _mm512_unpackhi_epi64(t01, t23));
+}
+
+// acc0 / acc1 += value * scale for the terms i of [begin, end) (term(i) -> {value, scale}),
+// alternating between the two sums, kept in named registers (a reference choosing between them
+// would put both on the stack).
+template <class Term>
+inline void add_terms(std::size_t begin, std::size_t end, const Term& term, __m512& acc0, __m512& acc1) {
+  std::size_t i = begin;
+  for (; i + 2 <= end; i += 2) {
+    const auto [d0, s0] = term(i);
+    const auto [d1, s1] = term(i + 1);
+    acc0 = _mm512_fmadd_ps(d0, s0, acc0);
+    acc1 = _mm512_fmadd_ps(d1, s1, acc1);
+  }
+  if (i < end) {
+    const auto [d0, s0] = term(i);
+    acc0 = _mm512_fmadd_ps(d0, s0, acc0);
+  }
+}
+
+template <class Codes, bool kBig, bool kOneChunk = false>
+void gemv_stream(const QWeight& w, std::size_t r0, std::size_t r1, const QInputInt8& in, float* y, std::size_t ldy) {
+  constexpr bool kNib = Codes::kNibbles;
+  constexpr std::size_t kChunk = kNib ? 128 : 64, kLaneCodes = kChunk / 16;
+  const std::size_t cols = w.cols, n_chunks = cols / kChunk, block = in.block;
+  const std::size_t chunks_per_block = kBig ? block / kChunk : 1, blocks_per_chunk = kBig ? 1 : kChunk / block;
+  const std::size_t n_groups = cols / w.group_size, blocks_per_group = w.group_size / block;
+  const int8_t* q_all = kNib ? in.q_nib : in.q;
+  const Codes codes{};
+  const __m512i low = _mm512_set1_epi8(0x0F);
+  __m512i lane_block = _mm512_setzero_si512();
+  __mmask16 first_lane = 1;
+  if (!kBig) {
+    alignas(64) int32_t idx[16];
+    first_lane = 0;
+    for (int l = 0; l < 16; ++l) {
+      idx[l] = static_cast<int32_t>(l * kLaneCodes / block);
+      if (l * kLaneCodes % block == 0) first_lane = static_cast<__mmask16>(first_lane | (1u << l));
+    }
+    lane_block = _mm512_load_si512(idx);
+  }
+  const __mmask16 chunk_blocks = static_cast<__mmask16>((1u << blocks_per_chunk) - 1);
+  // 8-bit codes in blocks of 32, eight chunks at a time: in fold f (chunks 4f .. 4f + 3), lane
+  // 4L + j is half L % 2 of block 2j + L / 2 of chunk 4f + j, so block k = 2j + h (of the 16)
+  // is lane 8h + j % 4 plus lane 8h + j % 4 + 4 of fold j / 4 (permutex2var: fold 1 is +16)
+  alignas(64) int32_t first[16], second[16];
+  for (int k = 0; k < 16; ++k) {
+    const int j = k / 2, h = k % 2;
+    first[k] = (j < 4 ? 0 : 16) + 8 * h + j % 4;
+    second[k] = first[k] + 4;
+  }
+  const __m512i pair_a = _mm512_load_si512(first), pair_b = _mm512_load_si512(second);
+  ymm::RowGroups p(n_groups);
+  std::vector<int32_t> zq(kBig && !kOneChunk ? in.n_blocks : 0);
+  std::vector<float> sxs(kBig && !kOneChunk ? in.n_blocks : 0);
+  // Blocks of 32 (four 4-bit or two 8-bit blocks per chunk) are folded kFold chunks at a time.
+  // With every chunk folded, float16 scales and uint8 zero points are read straight from the
+  // tensor, 16 blocks at a time: converting a row's parameters up front (row_groups) was about
+  // a quarter of the time with 128 groups per row.
+  constexpr std::size_t kFold = kNib ? 4 : 8;
+  const bool folded = !kBig && blocks_per_chunk == 16 / kFold;
+  const bool direct = folded && n_chunks % kFold == 0 && w.scheme.scale_type == ScaleType::kFloat16 &&
+                      w.scale_stride != 0;
+  const bool asymmetric = w.scheme.kind == IntqKind::kAsymmetric;
+  const __m512i fixed_zero = _mm512_set1_epi32(asymmetric ? 0 : 1 << (w.scheme.bits - 1));
+  for (std::size_t r = r0; r < r1; ++r) {
+    const uint8_t* row = w.codes + r * w.row_bytes;
+    const uint16_t* row_scales = static_cast<const uint16_t*>(w.scales) + r * w.scale_stride;
+    const uint8_t* row_zeros = asymmetric ? static_cast<const uint8_t*>(w.zeros) + r * w.scale_stride : nullptr;
+    if (!direct) ymm::row_groups(w, r, p);
+    for (std::size_t i = 0; i < in.m; ++i) {
+      const int8_t* q = q_all + i * cols;
+      const float* sx = in.sx + i * in.n_blocks;
+      const int32_t* qsum = in.qsum + i * in.n_blocks;
+      __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+      auto chunk_dot = [&](std::size_t c, __m512i d) {
+        const __m512i bytes = codes.load(row, c);
+        if (!kNib) return _mm512_dpbusd_epi32(d, bytes, _mm512_loadu_si512(q + 64 * c));
+        const __m512i hi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(_mm512_srli_epi16(bytes, 4), low),
+                                               _mm512_loadu_si512(q + 128 * c + 64));
+        return _mm512_add_epi32(_mm512_dpbusd_epi32(d, _mm512_and_si512(bytes, low), _mm512_loadu_si512(q + 128 * c)), hi);
+      };
+      // a chunk on its own (the folded paths: chunks are independent, so the two vpdpbusd may
+      // chain without an add)
+      auto chunk_alone = [&](std::size_t c) {
+        if (!kNib) return chunk_dot(c, _mm512_setzero_si512());
+        const __m512i bytes = codes.load(row, c);
+        const __m512i lo = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(bytes, low),
+                                               _mm512_loadu_si512(q + 128 * c));
+        return _mm512_dpbusd_epi32(lo, _mm512_and_si512(_mm512_srli_epi16(bytes, 4), low), _mm512_loadu_si512(q + 128 * c + 64));
+      };
+      if (kOneChunk) {  // block == group == chunk: one pass, nothing precomputed
+        auto block_term = [&](std::size_t b) {
+          const __m512i d = chunk_dot(b, _mm512_setzero_si512());
+          const __m512i dz = _mm512_mask_sub_epi32(d, first_lane, d, _mm512_set1_epi32(static_cast<int32_t>(p.zero[b]) * qsum[b]));
+          return std::pair{_mm512_cvtepi32_ps(dz), _mm512_set1_ps(sx[b] * p.scale[b])};
+        };
+        add_terms(0, in.n_blocks, block_term, acc0, acc1);
+      } else if (kBig) {
+        // per block: zero * sum(q) and sx * scale, from the group's parameters (no division in
+        // the loop: it was a fifth of the time); with one block per group (activation_block's
+        // choice) straight from p, a pass over the blocks first cost a fifth of int8 g128's time
+        const bool per_group = blocks_per_group == 1;
+        for (std::size_t g = 0, b = 0; !per_group && g < n_groups; ++g) {
+          const int32_t z = static_cast<int32_t>(p.zero[g]);
+          for (std::size_t j = 0; j < blocks_per_group; ++j, ++b) {
+            zq[b] = z * qsum[b];
+            sxs[b] = sx[b] * p.scale[g];
+          }
+        }
+        auto block_term = [&](std::size_t b) {
+          // two chains of vpdpbusd: one chain waited on the instruction's latency
+          const std::size_t c0 = b * chunks_per_block, c1 = c0 + chunks_per_block;
+          __m512i d = chunk_dot(c0, _mm512_setzero_si512()), e = _mm512_setzero_si512();
+          std::size_t c = c0 + 1;
+          for (; c + 2 <= c1; c += 2) {
+            e = chunk_dot(c, e);
+            d = chunk_dot(c + 1, d);
+          }
+          if (c < c1) e = chunk_dot(c, e);
+          d = _mm512_add_epi32(d, e);
+          const int32_t zqb = per_group ? static_cast<int32_t>(p.zero[b]) * qsum[b] : zq[b];
+          d = _mm512_mask_sub_epi32(d, first_lane, d, _mm512_set1_epi32(zqb));
+          return std::pair{_mm512_cvtepi32_ps(d), _mm512_set1_ps(per_group ? sx[b] * p.scale[b] : sxs[b])};
+        };
+        add_terms(0, in.n_blocks, block_term, acc0, acc1);
+      } else {
+        auto chunk_term = [&](std::size_t c) {
+          const std::size_t b0 = c * blocks_per_chunk;
+          const __m512 d = _mm512_cvtepi32_ps(chunk_dot(c, _mm512_setzero_si512()));
+          auto lanes = [&](const float* v) {
+            return _mm512_permutexvar_ps(lane_block, _mm512_maskz_loadu_ps(chunk_blocks, v + b0));
+          };
+          const __m512 qs = _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(chunk_blocks, qsum + b0));
+          const __m512 correction = _mm512_maskz_permutexvar_ps(
+              first_lane, lane_block, _mm512_mul_ps(qs, _mm512_maskz_loadu_ps(chunk_blocks, &p.zero[b0])));
+          return std::pair{_mm512_sub_ps(d, correction), _mm512_mul_ps(lanes(sx), lanes(p.scale.data()))};
+        };
+        std::size_t c = 0;
+        // blocks of 32: 16 blocks at a time, each block's lanes summed in integers first
+        // (fold4), so the correction, conversion and scaling run once per block instead of
+        // once per lane; sums holds blocks b0 .. b0 + 15 in their natural order (one FMA per
+        // 16 blocks: a single accumulator chain keeps up)
+        auto add_blocks = [&](__m512i sums, std::size_t b0) {
+          __m512i zero;
+          __m512 scale;
+          if (direct) {
+            scale = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row_scales + b0)));
+            zero = asymmetric ? _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row_zeros + b0)))
+                              : fixed_zero;
+          } else {
+            scale = _mm512_loadu_ps(&p.scale[b0]);
+            zero = _mm512_cvtps_epi32(_mm512_loadu_ps(&p.zero[b0]));
+          }
+          const __m512i zq = _mm512_mullo_epi32(zero, _mm512_loadu_si512(qsum + b0));
+          const __m512 sxs = _mm512_mul_ps(_mm512_loadu_ps(sx + b0), scale);
+          acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(sums, zq)), sxs, acc0);
+        };
+        if (folded && kNib) {
+          // four chunks: lane 4L + j of the fold is block L of chunk j; transposed to 4j + L
+          const __m512i transpose = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+          for (; c + 4 <= n_chunks; c += 4) {
+            const __m512i d0 = chunk_alone(c), d1 = chunk_alone(c + 1), d2 = chunk_alone(c + 2), d3 = chunk_alone(c + 3);
+            add_blocks(_mm512_permutexvar_epi32(transpose, fold4(d0, d1, d2, d3)), c * 4);
+          }
+        } else if (folded) {
+          // eight chunks, two folds (see pair_a)
+          for (; c + 8 <= n_chunks; c += 8) {
+            __m512i d[8];
+            for (std::size_t j = 0; j < 8; ++j) d[j] = chunk_alone(c + j);
+            const __m512i f0 = fold4(d[0], d[1], d[2], d[3]), f1 = fold4(d[4], d[5], d[6], d[7]);
+            add_blocks(_mm512_add_epi32(_mm512_permutex2var_epi32(f0, pair_a, f1), _mm512_permutex2var_epi32(f0, pair_b, f1)),
+                       c * 2);
+          }
+        }
+        add_terms(c, n_chunks, chunk_term, acc0, acc1);
+      }
+      y[i * ldy + r] = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+    }
+  }
+}
+
+// 4-bit codes, two to a byte; 8-bit codes, one to a byte: the chunk as it is stored.
+struct Nibbles {
+  static constexpr bool kNibbles = true;
+  __m512i load(const uint8_t* row, std::size_t c) const { return _mm512_loadu_si512(row + 64 * c); }
+};
+struct Bytes {
+  static constexpr bool kNibbles = false;
+  __m512i load(const uint8_t* row, std::size_t c) const { return _mm512_loadu_si512(row + 64 * c); }
+};
+
+// Rows [r0, r1) through gemv_stream when the activation block fits its loops (a whole number of
+// chunks within a group, or exactly one group smaller than a chunk); false, nothing written,
+// otherwise.
+template <class Codes>
+bool stream_rows(const QWeight& w, std::size_t r0, std::size_t r1, const QInputInt8& in, float* y, std::size_t ldy) {
+  constexpr std::size_t chunk = Codes::kNibbles ? 128 : 64;
+  const bool big = in.block % chunk == 0 && w.group_size % in.block == 0;
+  const bool small = in.block < chunk && w.group_size == in.block;
+  if (big && in.block == chunk && w.group_size == chunk)
+    gemv_stream<Codes, true, true>(w, r0, r1, in, y, ldy);
+  else if (big)
+    gemv_stream<Codes, true>(w, r0, r1, in, y, ldy);
+  else if (small)
+    gemv_stream<Codes, false>(w, r0, r1, in, y, ldy);
+  return big || small;
+}
