@@ -60,6 +60,13 @@ CONFIGS = [
     ("int4", 256, False, np.float32, 512),
     ("int4", 64, False, np.float16, 576),  # SmolLM2's d: 4.5 x 128
     ("q4_0", 32, True, np.float16, 320),
+    # 2- and 3-bit codes with in_features a multiple of 64: the AVX-512 VBMI GEMV (a group of
+    # 48 changes tables inside a step of 64 codes)
+    ("int3", 64, False, np.float16, 256),
+    ("int3", -1, True, ml_dtypes.bfloat16, 320),
+    ("int3", 16, True, np.float16, 128),
+    ("int2", 32, True, np.float32, 192),
+    ("int2", 48, False, np.float16, 384),
     # fp8 with in_features a multiple of 64: the AVX-512 VBMI table GEMV
     ("fp8_e4m3fn", -1, True, np.float32, 256),
     ("fp8_e5m2", 64, True, np.float16, 192),

@@ -124,6 +124,8 @@ bool qdot_rows_int8(const QWeight& w, std::size_t r0, std::size_t r1, const QInp
 // in.x_fp8 set).
 namespace avx512vbmi {
 bool gemv_fp8(const QWeight& w, std::size_t r0, std::size_t r1, const QInput& in, float* y, std::size_t ldy);
+// 2- and 3-bit integer codes (in.m <= 8, cols % 64 == 0, group % 16 == 0).
+bool gemv_lowbit(const QWeight& w, std::size_t r0, std::size_t r1, const QInput& in, float* y, std::size_t ldy);
 }
 
 // Rows per GEMM task (the decode buffer holds kGemmRows * cols floats) and the size of the

@@ -24,6 +24,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -306,21 +307,6 @@ void gemv_fp8(const QWeight& w, std::size_t r0, std::size_t r1, const QInput& in
   }
 }
 
-// Calls f.template operator()<M>() for the runtime m in 1..kMaxM.
-template <class F>
-void with_m(std::size_t m, F&& f) {
-  switch (m) {
-    case 1: return f(std::integral_constant<int, 1>{});
-    case 2: return f(std::integral_constant<int, 2>{});
-    case 3: return f(std::integral_constant<int, 3>{});
-    case 4: return f(std::integral_constant<int, 4>{});
-    case 5: return f(std::integral_constant<int, 5>{});
-    case 6: return f(std::integral_constant<int, 6>{});
-    case 7: return f(std::integral_constant<int, 7>{});
-    default: return f(std::integral_constant<int, 8>{});
-  }
-}
-
 // tile[r][0..32) += sum over kc steps of wt[k][r] * panel[k][0..32) for R rows (wt packed [kc][R]).
 template <int R>
 void micro_tile(const float* wt, std::size_t kc, const float* panel, float* tile) {
@@ -359,19 +345,21 @@ void gemv_rows(const QWeight& w, std::size_t r0, std::size_t r1, const QInput& i
     static const bool vbmi = __builtin_cpu_supports("avx512vbmi");
     if (fp8 && vbmi && avx512vbmi::gemv_fp8(w, r0, r1, part, yp, ldy)) {
       continue;
+    } else if (vbmi && avx512vbmi::gemv_lowbit(w, r0, r1, part, yp, ldy)) {
+      continue;
     } else if (w.scheme.bits == 4 && part.x_wide != nullptr && w.group_size % 64 == 0) {
-      with_m(m, [&](auto c) { gemv_4bit_halves<decltype(c)::value>(w, r0, r1, part.x_wide, yp, ldy); });
+      ymm::with_m(m, [&](auto c) { gemv_4bit_halves<decltype(c)::value>(w, r0, r1, part.x_wide, yp, ldy); });
     } else if (w.format == QWeightFormat::kIntq && part.x_wide != nullptr && w.group_size == 32) {
-      with_m(m, [&](auto c) { gemv_4bit_lanes<decltype(c)::value>(w, r0, r1, part.x_wide, yp, ldy); });
+      ymm::with_m(m, [&](auto c) { gemv_4bit_lanes<decltype(c)::value>(w, r0, r1, part.x_wide, yp, ldy); });
     } else if (w.scheme.bits == 4 && part.x_pairs != nullptr && w.group_size % 32 == 0) {
-      with_m(m, [&](auto c) { gemv_4bit<decltype(c)::value>(w, r0, r1, part.x_pairs, yp, ldy); });
+      ymm::with_m(m, [&](auto c) { gemv_4bit<decltype(c)::value>(w, r0, r1, part.x_pairs, yp, ldy); });
     } else if (w.format == QWeightFormat::kIntq && w.scheme.bits == 8 && w.group_size % 16 == 0) {
-      with_m(m, [&](auto c) { gemv_8bit<decltype(c)::value>(w, r0, r1, part.x, yp, ldy); });
+      ymm::with_m(m, [&](auto c) { gemv_8bit<decltype(c)::value>(w, r0, r1, part.x, yp, ldy); });
     } else if (fp8 && w.group_size % 16 == 0) {
       if (w.format == QWeightFormat::kE4m3fn)
-        with_m(m, [&](auto c) { gemv_fp8<decltype(c)::value, true>(w, r0, r1, part, yp, ldy); });
+        ymm::with_m(m, [&](auto c) { gemv_fp8<decltype(c)::value, true>(w, r0, r1, part, yp, ldy); });
       else
-        with_m(m, [&](auto c) { gemv_fp8<decltype(c)::value, false>(w, r0, r1, part, yp, ldy); });
+        ymm::with_m(m, [&](auto c) { gemv_fp8<decltype(c)::value, false>(w, r0, r1, part, yp, ldy); });
     } else {
       gemv_decoded(w, r0, r1, part, yp, ldy);
     }

@@ -1,6 +1,14 @@
-// The fp8 GEMV on AVX-512 VBMI (vpermi2b), compiled with -mavx512vbmi; used by the AVX-512
-// table when the CPU has VBMI (Ice Lake, Zen 4 and later) and the group is a multiple of 64.
+// The fp8 and the 2- / 3-bit GEMVs (float activations) on AVX-512 VBMI, compiled with
+// -mavx512vbmi; used by the AVX-512 table when the CPU has VBMI (Ice Lake, Zen 4 and later).
 //
+// 2- and 3-bit codes (int2 / int3, sym or asym; in_features a multiple of 64, group a multiple
+// of 16): 64 codes fill 8b bytes, loaded once; for each 16 of them vpermb gives 32-bit lane i
+// the two bytes that hold code i, vpsrlvd moves the code to bit 0, and vpermps, which reads
+// index bits 0-3, looks it up in a 16-entry table of the group's exact weights ((c - zero) *
+// scale, repeated every 2^b entries so the bits above the code do not matter). x is read in
+// order. Without this the codes were decoded to a row buffer by the scalar unpacker.
+//
+// fp8 (group a multiple of 64):
 // Every e4m3fn and e5m2 value is exactly a bfloat16 (3 or 2 mantissa bits, exponents well
 // inside bfloat16's range; subnormals become normal numbers, inf and NaN stay inf and NaN), and
 // a float32 is a bfloat16 in the high half of its 32 bits. So: a code's 7 magnitude bits index
@@ -12,9 +20,11 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include "quantcore/fp8.h"
+#include "quantcore/intq.h"
 #include "quantcore/qmatmul.h"
 
 namespace quantcore::avx512vbmi {
@@ -94,7 +104,78 @@ void gemv(const QWeight& w, std::size_t r0, std::size_t r1, const float* x, floa
   }
 }
 
+template <int kBits>
+struct LowBit {
+  __m512i spread[4], shifts;  // unit k of 16 codes: lane i <- bytes of code 16k + i; its bit offset
+  LowBit() {
+    alignas(64) uint8_t idx[4][64];
+    alignas(64) uint32_t sh[16];
+    for (int k = 0; k < 4; ++k)
+      for (int i = 0; i < 16; ++i) {
+        const int bit = (16 * k + i) * kBits;
+        for (int t = 0; t < 4; ++t) idx[k][4 * i + t] = static_cast<uint8_t>(bit / 8 + (t < 2 ? t : 0));
+        sh[i] = static_cast<uint32_t>(bit % 8);  // the same for every k: 16 codes fill 2b bytes
+      }
+    for (int k = 0; k < 4; ++k) spread[k] = _mm512_load_si512(idx[k]);
+    shifts = _mm512_load_si512(sh);
+  }
+};
+
+// (c mod 2^kBits - zero) * scale for c in 0..15: the weights of group g, as dequantize rounds them.
+template <int kBits>
+__m512 lowbit_table(const ymm::RowGroups& p, std::size_t g) {
+  const __m512 codes = _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                                            _mm512_set1_epi32((1 << kBits) - 1)));
+  return _mm512_mul_ps(_mm512_sub_ps(codes, _mm512_set1_ps(p.zero[g])), _mm512_set1_ps(p.scale[g]));
+}
+
+template <int kBits, int M>
+void gemv_lowbit(const QWeight& w, std::size_t r0, std::size_t r1, const float* x, float* y, std::size_t ldy) {
+  static_assert(kBits == 2 || kBits == 3, "64 codes must fit 32 bytes");
+  const LowBit<kBits> lb;
+  const std::size_t cols = w.cols, units_per_group = w.group_size / 16;
+  ymm::RowGroups p(cols / w.group_size);
+  for (std::size_t r = r0; r < r1; ++r) {
+    const uint8_t* row = w.codes + r * w.row_bytes;
+    ymm::row_groups(w, r, p);
+    __m512 acc[M][2];
+    for (int i = 0; i < M; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    std::size_t g = 0, left = units_per_group;
+    __m512 table = lowbit_table<kBits>(p, 0);
+    for (std::size_t k0 = 0; k0 < cols; k0 += 64) {
+      const __m512i raw =
+          _mm512_castsi256_si512(_mm256_maskz_loadu_epi8((1u << (8 * kBits)) - 1, row + kBits * k0 / 8));
+#pragma GCC unroll 4
+      for (int u = 0; u < 4; ++u) {
+        if (left == 0) {
+          table = lowbit_table<kBits>(p, ++g);
+          left = units_per_group;
+        }
+        --left;
+        const __m512i idx = _mm512_srlv_epi32(_mm512_permutexvar_epi8(lb.spread[u], raw), lb.shifts);
+        const __m512 v = _mm512_permutexvar_ps(idx, table);
+#pragma GCC unroll 8
+        for (int i = 0; i < M; ++i)
+          acc[i][u & 1] = _mm512_fmadd_ps(v, _mm512_loadu_ps(x + i * cols + k0 + 16 * u), acc[i][u & 1]);
+      }
+    }
+    for (int i = 0; i < M; ++i) y[i * ldy + r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[i][0], acc[i][1]));
+  }
+}
+
 }  // namespace
+
+bool gemv_lowbit(const QWeight& w, std::size_t r0, std::size_t r1, const QInput& in, float* y, std::size_t ldy) {
+  const int bits = w.scheme.bits;
+  if (w.format != QWeightFormat::kIntq || w.scheme.kind == IntqKind::kNf4 || (bits != 2 && bits != 3) ||
+      in.m > 8 || w.cols % 64 != 0 || w.group_size % 16 != 0)
+    return false;
+  ymm::with_m(in.m, [&](auto c) {
+    constexpr int M = decltype(c)::value;
+    bits == 3 ? gemv_lowbit<3, M>(w, r0, r1, in.x, y, ldy) : gemv_lowbit<2, M>(w, r0, r1, in.x, y, ldy);
+  });
+  return true;
+}
 
 bool gemv_fp8(const QWeight& w, std::size_t r0, std::size_t r1, const QInput& in, float* y, std::size_t ldy) {
   const bool e4m3 = w.format == QWeightFormat::kE4m3fn;
@@ -102,17 +183,8 @@ bool gemv_fp8(const QWeight& w, std::size_t r0, std::size_t r1, const QInput& in
   static const Tables e4m3_tables = make_tables(Fp8Format::kE4M3FN), e5m2_tables = make_tables(Fp8Format::kE5M2);
   const Tables& t = e4m3 ? e4m3_tables : e5m2_tables;
   const float* x = in.x_fp8;
-  switch (in.m) {
-    case 1: gemv<1>(w, r0, r1, x, y, ldy, t); break;
-    case 2: gemv<2>(w, r0, r1, x, y, ldy, t); break;
-    case 3: gemv<3>(w, r0, r1, x, y, ldy, t); break;
-    case 4: gemv<4>(w, r0, r1, x, y, ldy, t); break;
-    case 5: gemv<5>(w, r0, r1, x, y, ldy, t); break;
-    case 6: gemv<6>(w, r0, r1, x, y, ldy, t); break;
-    case 7: gemv<7>(w, r0, r1, x, y, ldy, t); break;
-    case 8: gemv<8>(w, r0, r1, x, y, ldy, t); break;
-    default: return false;
-  }
+  if (in.m > 8) return false;
+  ymm::with_m(in.m, [&](auto c) { gemv<decltype(c)::value>(w, r0, r1, x, y, ldy, t); });
   return true;
 }
 

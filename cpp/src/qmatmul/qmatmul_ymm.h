@@ -147,4 +147,20 @@ inline void qdot_rows(const QWeight& w, std::size_t r0, std::size_t r1, const QI
   scalar::qdot_rows_int8(w, r0, r1, in, buf, y, ldy);
 }
 
+// f(std::integral_constant<int, M>) for the runtime batch size m in 1..8 (the GEMV kernels'
+// template parameter M).
+template <class F>
+void with_m(std::size_t m, F&& f) {
+  switch (m) {
+    case 1: return f(std::integral_constant<int, 1>{});
+    case 2: return f(std::integral_constant<int, 2>{});
+    case 3: return f(std::integral_constant<int, 3>{});
+    case 4: return f(std::integral_constant<int, 4>{});
+    case 5: return f(std::integral_constant<int, 5>{});
+    case 6: return f(std::integral_constant<int, 6>{});
+    case 7: return f(std::integral_constant<int, 7>{});
+    default: return f(std::integral_constant<int, 8>{});
+  }
+}
+
 }  // namespace ymm
