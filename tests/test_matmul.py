@@ -249,6 +249,17 @@ INT8_CONFIGS = [c for c in CONFIGS if c[0] in INT8_SCHEMES] + [
     ("int2", 32, True, np.float16, 640),
     ("int2", 64, False, np.float32, 192),
     ("int2", 128, False, np.float16, 384),
+    # blocks of 32 under a scale per row, per tensor, or per group of 12 blocks
+    ("int8", -1, True, np.float16, 256),
+    ("int4", 0, False, np.float16, 512),
+    ("int3", -1, False, np.float16, 320),
+    ("int4", 384, True, np.float32, 768),
+    ("int8", -1, False, np.float16, 1024),
+    ("int4", -1, True, ml_dtypes.bfloat16, 1024),
+    ("int4", 512, False, np.float16, 1024),
+    # q4_1's offsets in the streaming GEMV: float16 m read in place (1024), 20 blocks (640)
+    ("q4_1", 32, False, np.float16, 1024),
+    ("q4_1", 32, False, np.float16, 640),
 ]
 
 

@@ -6,9 +6,10 @@ the scales (and zero points) and x, so `qt.nbytes` is the whole weight memory. W
 the batch size M (rows of x):
 
     M <= 8 (GEMV)   codes decoded in registers (AVX-512: 4-bit codes through a 16-entry table
-                    of the group's exact weights, 8-bit codes converted in place, fp8 codes
-                    through two 128-byte tables of their exact bfloat16 bytes on CPUs with
-                    VBMI, e.g. Zen 4, Ice Lake, else converted through float16), rows
+                    of the group's exact weights, 8-bit codes converted in place; on CPUs with
+                    VBMI, e.g. Zen 4, Ice Lake: 2- and 3-bit codes moved to 32-bit lanes by
+                    vpermb and looked up in the same kind of table, fp8 codes through two
+                    128-byte tables of their exact bfloat16 bytes, else through float16), rows
                     of W split over the threads in blocks of about 2^20 weights (a weight
                     under 2^20 elements runs on the calling thread). x is reordered once per
                     call to match the order in which the kernel unpacks the codes.
@@ -30,9 +31,11 @@ and the inner products are integer: per block and weight row, idot = sum((code -
 int32 (exact), then y += sx * (scale * idot + offset * sum(q)) in float32 (offset = m for q4_1,
 else 0; q4_1 has zero = 0). This is llama.cpp's q8 activation scheme, with a float32 block scale.
 
-With int8 activations and M <= 8, integer codes (int4 / int8 sym or asym, q4_0, q8_0) stream
-from the packed rows straight into vpdpbusd (AVX-512 VNNI) with no decode step; at M > 8 tiles
-of 4 weight rows are unpacked once and reused over the batch.
+With int8 activations and M <= 8, integer codes (int4 / int8 sym or asym, q4_0, q4_1, q8_0;
+int2 / int3 on CPUs with VBMI, unpacked in registers) stream from the packed rows straight into
+vpdpbusd (AVX-512 VNNI) with no decode step, whatever the group (a scale per row or tensor
+included); at M > 8 tiles of 4 weight rows are unpacked once and reused over the batch, for
+every integer scheme.
 
 Speed (bench/bench_matmul.py, 2 cores of a Zen 4, 4096 -> 11008, weights from DRAM; each of
 our calls right after a numpy float32 GEMV, median over rounds of numpy's time / ours): the int8

@@ -10,11 +10,12 @@
 // in order (q in order); two or one vpdpbusd, and int32 lane l holds the sum over 8 (4) codes
 // of code * q. Blocks of a chunk or more (kBig): lanes are summed over the block's chunks,
 // zero * sum(q) comes off lane 0 (all still exact integers below 2^24), then one multiply-add by
-// sx * scale. Blocks smaller than a chunk (32 or 64 codes; group == block): each lane is
+// sx * scale. Blocks smaller than a chunk (32 or 64 codes; group a multiple of the block): each lane is
 // converted to float, its block's zero * sum(q) (an exact float, < 2^24) is taken off the
 // block's first lane, and it is scaled by its block's sx * scale.
-// Requires: w.cols a multiple of the chunk (128 codes for nibbles, else 64), plain integer
-// codes (kIntq, not nf4), in.q_nib set for nibbles.
+// q4_1 (nibbles, zero 0) adds m * sx * sum(q) per block. Requires: w.cols a multiple of the
+// chunk (128 codes for nibbles, else 64), integer codes (kIntq but not nf4, or kQ4_1), in.q_nib
+// set for nibbles.
 
 // Four 16-lane int32 vectors folded into one: lane 4L + j = the sum of lanes 4L .. 4L + 3 of
 // d_j (the 4 lanes of its 128-bit lane L).
@@ -84,14 +85,32 @@ void gemv_stream(const QWeight& w, std::size_t r0, std::size_t r1, const QInputI
   constexpr std::size_t kFold = kNib ? 4 : 8;
   const bool folded = !kBig && blocks_per_chunk == 16 / kFold;
   const bool direct = folded && n_chunks % kFold == 0 && w.scheme.scale_type == ScaleType::kFloat16 &&
-                      w.scale_stride != 0;
-  const bool asymmetric = w.scheme.kind == IntqKind::kAsymmetric;
-  const __m512i fixed_zero = _mm512_set1_epi32(asymmetric ? 0 : 1 << (w.scheme.bits - 1));
+                      w.scale_stride != 0 && blocks_per_group == 1;
+  const bool has_offset = w.format == QWeightFormat::kQ4_1;
+  const bool asymmetric = w.format == QWeightFormat::kIntq && w.scheme.kind == IntqKind::kAsymmetric;
+  const __m512i fixed_zero = _mm512_set1_epi32(asymmetric || has_offset ? 0 : 1 << (w.scheme.bits - 1));
+  // Blocks smaller than their group (a scale per row or tensor, groups over 256): the group
+  // parameters repeated per block, once per row, unless every 16 blocks of the folded loop lie
+  // in one group (whole rows folded, groups of 512k): then they are broadcast.
+  const bool spread = !kBig && blocks_per_group > 1;
+  const bool broadcast = spread && folded && n_chunks % kFold == 0 && blocks_per_group % 16 == 0;
+  std::vector<float> block_scale(spread ? in.n_blocks : 0), block_zero(spread ? in.n_blocks : 0);
+  const float* ps = spread ? block_scale.data() : p.scale.data();
+  const float* pz = spread ? block_zero.data() : p.zero.data();
+  // q4_1's term m * sx * sum(q) per block: sx * sum(q) once per call (sxq), then per row a dot
+  // product with the row's m
+  std::vector<float> sxq(has_offset ? in.m * in.n_blocks : 0);
+  for (std::size_t b = 0; b < sxq.size(); ++b) sxq[b] = in.sx[b] * static_cast<float>(in.qsum[b]);
   for (std::size_t r = r0; r < r1; ++r) {
     const uint8_t* row = w.codes + r * w.row_bytes;
     const uint16_t* row_scales = static_cast<const uint16_t*>(w.scales) + r * w.scale_stride;
     const uint8_t* row_zeros = asymmetric ? static_cast<const uint8_t*>(w.zeros) + r * w.scale_stride : nullptr;
+    const uint16_t* row_offsets = has_offset ? static_cast<const uint16_t*>(w.zeros) + r * w.scale_stride : nullptr;
     if (!direct) ymm::row_groups(w, r, p);
+    for (std::size_t g = 0; spread && !broadcast && g < n_groups; ++g) {
+      std::fill_n(&block_scale[g * blocks_per_group], blocks_per_group, p.scale[g]);
+      std::fill_n(&block_zero[g * blocks_per_group], blocks_per_group, p.zero[g]);
+    }
     for (std::size_t i = 0; i < in.m; ++i) {
       const int8_t* q = q_all + i * cols;
       const float* sx = in.sx + i * in.n_blocks;
@@ -157,8 +176,8 @@ void gemv_stream(const QWeight& w, std::size_t r0, std::size_t r1, const QInputI
           };
           const __m512 qs = _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(chunk_blocks, qsum + b0));
           const __m512 correction = _mm512_maskz_permutexvar_ps(
-              first_lane, lane_block, _mm512_mul_ps(qs, _mm512_maskz_loadu_ps(chunk_blocks, &p.zero[b0])));
-          return std::pair{_mm512_sub_ps(d, correction), _mm512_mul_ps(lanes(sx), lanes(p.scale.data()))};
+              first_lane, lane_block, _mm512_mul_ps(qs, _mm512_maskz_loadu_ps(chunk_blocks, pz + b0)));
+          return std::pair{_mm512_sub_ps(d, correction), _mm512_mul_ps(lanes(sx), lanes(ps))};
         };
         std::size_t c = 0;
         // blocks of 32: 16 blocks at a time, each block's lanes summed in integers first
@@ -173,8 +192,8 @@ void gemv_stream(const QWeight& w, std::size_t r0, std::size_t r1, const QInputI
             zero = asymmetric ? _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row_zeros + b0)))
                               : fixed_zero;
           } else {
-            scale = _mm512_loadu_ps(&p.scale[b0]);
-            zero = _mm512_cvtps_epi32(_mm512_loadu_ps(&p.zero[b0]));
+            scale = broadcast ? _mm512_set1_ps(p.scale[b0 / blocks_per_group]) : _mm512_loadu_ps(ps + b0);
+            zero = _mm512_cvtps_epi32(broadcast ? _mm512_set1_ps(p.zero[b0 / blocks_per_group]) : _mm512_loadu_ps(pz + b0));
           }
           const __m512i zq = _mm512_mullo_epi32(zero, _mm512_loadu_si512(qsum + b0));
           const __m512 sxs = _mm512_mul_ps(_mm512_loadu_ps(sx + b0), scale);
@@ -199,6 +218,12 @@ void gemv_stream(const QWeight& w, std::size_t r0, std::size_t r1, const QInputI
         }
         add_terms(c, n_chunks, chunk_term, acc0, acc1);
       }
+      for (std::size_t b = 0; has_offset && b < in.n_blocks; b += 16) {
+        const __mmask16 mask = in.n_blocks - b >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (in.n_blocks - b)) - 1);
+        const __m512 m16 = direct ? _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, row_offsets + b))
+                                  : _mm512_maskz_loadu_ps(mask, &p.offset[b]);
+        acc1 = _mm512_fmadd_ps(m16, _mm512_maskz_loadu_ps(mask, &sxq[i * in.n_blocks + b]), acc1);
+      }
       y[i * ldy + r] = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
     }
   }
@@ -215,13 +240,13 @@ struct Bytes {
 };
 
 // Rows [r0, r1) through gemv_stream when the activation block fits its loops (a whole number of
-// chunks within a group, or exactly one group smaller than a chunk); false, nothing written,
-// otherwise.
+// chunks within a group, or a block smaller than a chunk within a group); false, nothing
+// written, otherwise.
 template <class Codes>
 bool stream_rows(const QWeight& w, std::size_t r0, std::size_t r1, const QInputInt8& in, float* y, std::size_t ldy) {
   constexpr std::size_t chunk = Codes::kNibbles ? 128 : 64;
   const bool big = in.block % chunk == 0 && w.group_size % in.block == 0;
-  const bool small = in.block < chunk && w.group_size == in.block;
+  const bool small = in.block < chunk && w.group_size % in.block == 0;
   if (big && in.block == chunk && w.group_size == chunk)
     gemv_stream<Codes, true, true>(w, r0, r1, in, y, ldy);
   else if (big)
