@@ -38,10 +38,13 @@ void decode_rows(const QWeight& w, std::size_t r0, std::size_t n, float* dst) {
         for (std::size_t g = 0; g < n_groups; ++g) {
           const float d = load_scale(w.scales, scale_index(w, r0 + i, g), w.scheme.scale_type);
           const float m = load_scale(w.zeros, scale_index(w, r0 + i, g), ScaleType::kFloat16);
-          for (std::size_t k = g * w.group_size; k < (g + 1) * w.group_size; ++k) {
-            const int code = (row[k / 2] >> (4 * (k & 1))) & 15;
-            const float product = static_cast<float>(code) * d;  // rounded, then + m: gguf's order
-            dst[i * cols + k] = product + m;
+          // a byte's two codes per step (a loop the compiler vectorizes; per code it ran at a
+          // tenth of numpy's GEMM in q4_1's float GEMM); code * d rounded, then + m: gguf's order
+          const uint8_t* bytes = row + g * w.group_size / 2;
+          float* out = dst + i * cols + g * w.group_size;
+          for (std::size_t j = 0; j < w.group_size / 2; ++j) {
+            out[2 * j] = static_cast<float>(bytes[j] & 15) * d + m;
+            out[2 * j + 1] = static_cast<float>(bytes[j] >> 4) * d + m;
           }
         }
       }
