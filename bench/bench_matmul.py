@@ -34,6 +34,7 @@ import numpy as np
 import pytest
 
 import quantcore
+from quantcore.matmul import INT8_SCHEMES
 from conftest import openblas_threads_sleep, parallel_copy
 
 N, K = 11008, 4096
@@ -184,4 +185,67 @@ def test_gemm_quantcore(benchmark, weight, x128, activations):
         _check(y, x128[:8], qt)
     else:  # int8 activations: close to the float product (quantization error, not a bound)
         ref = x128[:8].astype(np.float64) @ qt.dequantize().astype(np.float64).T
+        assert np.abs(y - ref).max() < 0.02 * np.abs(ref).max()
+
+
+# Every other scheme, against the same numpy baselines (alternating rounds, fewer of them): the
+# figures above cover the bars; these show that no scheme falls off a slow path.
+SCHEME_GEMV = [("int3", 128, True), ("int2", 64, False), ("int8", -1, True), ("int4", -1, True),
+               ("int4", 32, False), ("q4_1", 32, False), ("nf4", 64, True), ("fp8_e5m2", -1, True)]
+SCHEME_GEMV_CASES = [(s, g, sym, a) for s, g, sym in SCHEME_GEMV
+                     for a in ([None, "int8"] if s in INT8_SCHEMES else [None])]
+
+
+def _name(scheme: str, group: int, symmetric: bool) -> str:
+    g = "per-row" if group == -1 else f"g{group}"
+    return f"{scheme} {g}{'' if scheme in ('q4_1', 'nf4') or scheme.startswith('fp8') else ' sym' if symmetric else ' asym'}"
+
+
+@pytest.mark.parametrize("scheme,group,symmetric,activations", SCHEME_GEMV_CASES,
+                         ids=[f"{s}-g{g}-{a or 'float'}" for s, g, _, a in SCHEME_GEMV_CASES])
+def test_gemv_scheme(benchmark, weight, x1, scheme, group, symmetric, activations):
+    benchmark.group = f"gemv {_name(scheme, group, symmetric)} 1x{K} @ [{N}x{K}]^T, weights from DRAM"
+    qt = quantcore.quantize(weight, scheme, group_size=group, symmetric=symmetric)
+    copies = _copies(qt)
+    out, out_numpy = np.empty((1, N), np.float32), np.empty((1, N), np.float32)
+    state = {"i": 0}
+
+    def call():
+        state["i"] = (state["i"] + 1) % len(copies)
+        return quantcore.matmul(x1, copies[state["i"]], out=out, activations=activations)
+
+    timed = _alternating(benchmark, call, [lambda: np.matmul(x1, weight.T, out=out_numpy)],
+                         rounds=max(12, len(copies)), warmup_rounds=len(copies))
+    benchmark.extra_info.update(bytes=qt.nbytes + x1.nbytes + out.nbytes)
+    _record_vs_numpy(benchmark, timed)
+    y = call()
+    ref = x1.astype(np.float64) @ qt.dequantize().astype(np.float64).T
+    if activations is None:
+        _check(y, x1, qt)
+    else:
+        assert np.linalg.norm(y - ref) <= 0.02 * np.linalg.norm(ref)
+
+
+SCHEME_GEMM = [("int3", 128, True), ("int2", 64, False), ("q4_0", 32, True), ("q8_0", 32, True),
+               ("q4_1", 32, False), ("int8", -1, True), ("nf4", 64, True), ("fp8_e4m3fn", -1, True)]
+SCHEME_GEMM_CASES = [(s, g, sym, a) for s, g, sym in SCHEME_GEMM
+                     for a in ([None, "int8"] if s in INT8_SCHEMES else [None])]
+
+
+@pytest.mark.parametrize("scheme,group,symmetric,activations", SCHEME_GEMM_CASES,
+                         ids=[f"{s}-g{g}-{a or 'float'}" for s, g, _, a in SCHEME_GEMM_CASES])
+def test_gemm_scheme(benchmark, weight, x128, scheme, group, symmetric, activations):
+    benchmark.group = f"gemm {_name(scheme, group, symmetric)} 128x{K} @ [{N}x{K}]^T"
+    qt = quantcore.quantize(weight, scheme, group_size=group, symmetric=symmetric)
+    out, out_numpy = np.empty((128, N), np.float32), np.empty((128, N), np.float32)
+    wd = qt.dequantize()
+    timed = _alternating(benchmark, lambda: quantcore.matmul(x128, qt, out=out, activations=activations),
+                         [lambda: np.matmul(x128, wd.T, out=out_numpy)], rounds=7, warmup_rounds=1)
+    benchmark.extra_info.update(elements=2 * 128 * N * K)
+    _record_vs_numpy(benchmark, timed)
+    y = quantcore.matmul(x128[:8], qt, activations=activations)
+    ref = x128[:8].astype(np.float64) @ wd.astype(np.float64).T
+    if activations is None:
+        _check(y, x128[:8], qt)
+    else:
         assert np.abs(y - ref).max() < 0.02 * np.abs(ref).max()
