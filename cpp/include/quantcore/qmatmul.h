@@ -103,9 +103,9 @@ struct QmatmulKernels {
 
 const QmatmulKernels& qmatmul_kernels();
 
-// AVX-512 VNNI variant of the int8 path for 4-bit integer codes (qmatmul_avx512vnni.cc), called
-// by avx512::qdot_rows_int8 when the CPU has VNNI; returns false (nothing written) where it
-// does not apply.
+// AVX-512 VNNI variant of the int8 path for integer codes (qmatmul_avx512vnni.cc), called by
+// avx512::qdot_rows_int8 when the CPU has VNNI; returns false (nothing written) where it does
+// not apply.
 namespace avx512vnni {
 bool qdot_rows_int8(const QWeight& w, std::size_t r0, std::size_t r1, const QInputInt8& in, float* y,
                     std::size_t ldy);

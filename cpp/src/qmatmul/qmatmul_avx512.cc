@@ -12,6 +12,8 @@
 //     them: the table holds code - zero and each word's scale is applied once per 64 values,
 //     gemv_4bit_lanes).
 //   8-bit (int8, q8_0; group a multiple of 16): sum((code - zero) * x) per group, times scale.
+//   2- and 3-bit (group a multiple of 16, in_features a multiple of 64): on CPUs with VBMI,
+//     avx512vbmi::gemv_lowbit (a 16-entry table as for 4-bit codes); else decode-and-dot.
 //   fp8 (group a multiple of 16): e5m2 is the high byte of a float16; e4m3fn << 7 is a float16
 //     of 2^-8 times the value (exponent bias 15 vs 7), sign moved from bit 14 to 15 by adding
 //     bit 14 to itself; vcvtph2ps converts exactly (subnormals included). A row holding a NaN
