@@ -10,6 +10,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "quantcore/pack.h"
 #include "quantcore/qmatmul.h"
 
 namespace quantcore::avx2 {

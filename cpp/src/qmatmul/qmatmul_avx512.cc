@@ -32,6 +32,7 @@
 
 #include "quantcore/fp8.h"
 #include "quantcore/intq.h"
+#include "quantcore/pack.h"
 #include "quantcore/qmatmul.h"
 
 namespace quantcore::avx512 {

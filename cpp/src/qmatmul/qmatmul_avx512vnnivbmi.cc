@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "quantcore/intq.h"
+#include "quantcore/pack.h"
 #include "quantcore/qmatmul.h"
 
 namespace quantcore::avx512vnnivbmi {

@@ -2,13 +2,11 @@
 // namespace, compiled with its own flags): one row's group parameters as float arrays, and the
 // int8-activation inner loops.
 //
-// The int8 loops:
-// Exactness: the weight is first made signed, w = code - zero (4-bit: an int8 in -15..15;
-// 8-bit: an int16), so the integer dot sum(w * q) = idot - zero * sum(q) is formed in int32
-// lanes with no cancellation: vpmaddubsw(|w|, sign(q, w)) cannot saturate (2 * 15 * 127 < 2^15)
-// and vpmaddwd sums pairs into int32. Each block's 8 int32 lanes are converted to float and
-// scaled by sx * scale; lanes are summed once per row. Only the float epilogue's summation order
-// differs from scalar::qdot_rows_int8.
+// The int8 loops (rows_stream): exactness: sum(code * q) over a block is formed in int32 lanes
+// and zero * sum(q) taken off before any conversion, so idot - zero * sum(q) is exact; each
+// block's 8 int32 lanes are then converted to float and scaled by sx * scale, and lanes are
+// summed once per row. Only the float epilogue's summation order differs from
+// scalar::qdot_rows_int8.
 // Requires: in.block % 32 == 0, w.cols % 32 == 0, w.group_size % in.block == 0.
 namespace ymm {
 
@@ -59,91 +57,194 @@ inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-// Rows of W [r0, r1), every batch row. buf holds one row's signed weights (cols bytes, 4-bit)
-// in the q_pairs order.
-inline void rows_4bit(const QWeight& w, std::size_t r0, std::size_t r1, const QInputInt8& in, uint8_t* buf,
-                      float* y, std::size_t ldy) {
-  const std::size_t cols = w.cols, n_blocks = cols / 32, per_group = w.group_size / 32, per_block = in.block / 32;
+// Rows of W [r0, r1), every batch row, the codes read straight from the packed row (an L1-sized
+// run of bytes, read again for each batch row) as unsigned integers: 4-bit codes in units of 32
+// (16 bytes: the low nibbles then the high ones, matching q_pairs) through vpmaddubsw, whose
+// pairwise sums cannot saturate (2 * 15 * 127 < 2^15); 8-bit codes widened to int16 for
+// vpmaddwd. Per block the int32 lanes are summed over its units, zero * sum(q) comes off lane 0
+// (exact integers, below 2^24), and one conversion and multiply-add by sx * scale follow; q4_1's
+// m * sx * sum(q) is added per block. A row buffer of signed weights, with a conversion and a
+// multiply-add per 32 codes, ran at about half this speed.
+template <bool kNibbles>
+inline void rows_stream(const QWeight& w, std::size_t r0, std::size_t r1, const QInputInt8& in, float* y,
+                        std::size_t ldy) {
+  const std::size_t cols = w.cols, n_units = cols / 32, per_block = in.block / 32;
+  const std::size_t blocks_per_group = w.group_size / in.block;
+  const bool has_offset = w.format == QWeightFormat::kQ4_1;
   const __m128i low = _mm_set1_epi8(0x0F);
   const __m256i ones = _mm256_set1_epi16(1);
-  std::vector<float> scale(n_blocks), offset(n_blocks);
+  const int8_t* q_all = kNibbles ? in.q_pairs : in.q;
   RowGroups p(w.cols / w.group_size);
   for (std::size_t r = r0; r < r1; ++r) {
     const uint8_t* row = w.codes + r * w.row_bytes;
-    auto* ws = reinterpret_cast<int8_t*>(buf);
     row_groups(w, r, p);
-    for (std::size_t b = 0; b < n_blocks; ++b) {
-      const std::size_t g = b / per_group;
-      scale[b] = p.scale[g];
-      offset[b] = p.offset[g];
-      const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 16 * b));
-      const __m128i z = _mm_set1_epi8(static_cast<char>(p.zero[g]));
-      const __m128i lo = _mm_sub_epi8(_mm_and_si128(bytes, low), z);
-      const __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(bytes, 4), low), z);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(ws + 32 * b), _mm256_set_m128i(hi, lo));
-    }
     for (std::size_t i = 0; i < in.m; ++i) {
-      const int8_t* q = in.q_pairs + i * cols;
+      const int8_t* q = q_all + i * cols;
       const float* sx = in.sx + i * in.n_blocks;
       const int32_t* qsum = in.qsum + i * in.n_blocks;
-      __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+      auto unit = [&](std::size_t u) {  // int32 lanes of sum(code * q) over codes 32u .. 32u + 31
+        if (kNibbles) {
+          const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 16 * u));
+          const __m256i c = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(bytes, 4), low), _mm_and_si128(bytes, low));
+          return _mm256_madd_epi16(
+              _mm256_maddubs_epi16(c, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * u))), ones);
+        }
+        auto half = [&](std::size_t k) {
+          const __m256i c = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k)));
+          return _mm256_madd_epi16(c, _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + k))));
+        };
+        return _mm256_add_epi32(half(32 * u), half(32 * u + 16));
+      };
+      __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
       float tail = 0.0f;
-      for (std::size_t b = 0; b < n_blocks; ++b) {  // chunks of 32; activation block b / per_block
-        const std::size_t a = b / per_block;
-        const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ws + 32 * b));
-        const __m256i q0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * b));
-        const __m256i d0 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w0), _mm256_sign_epi8(q0, w0)), ones);
-        acc[b & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d0), _mm256_set1_ps(sx[a] * scale[b]), acc[b & 1]);
-        if (b % per_block == 0) tail += sx[a] * (offset[b] * static_cast<float>(qsum[a]));
+      for (std::size_t b = 0, g = 0, left = blocks_per_group; b < in.n_blocks; ++b, --left) {
+        if (left == 0) {
+          ++g;
+          left = blocks_per_group;
+        }
+        __m256i isum = _mm256_setzero_si256();
+        for (std::size_t u = b * per_block; u < std::min(n_units, (b + 1) * per_block); ++u)
+          isum = _mm256_add_epi32(isum, unit(u));
+        const int32_t zq = static_cast<int32_t>(p.zero[g]) * qsum[b];
+        const __m256 d = _mm256_cvtepi32_ps(_mm256_sub_epi32(isum, _mm256_setr_epi32(zq, 0, 0, 0, 0, 0, 0, 0)));
+        const __m256 s = _mm256_set1_ps(sx[b] * p.scale[g]);
+        if (b & 1)
+          acc1 = _mm256_fmadd_ps(d, s, acc1);
+        else
+          acc0 = _mm256_fmadd_ps(d, s, acc0);
+        if (has_offset) tail += sx[b] * (p.offset[g] * static_cast<float>(qsum[b]));
       }
-      y[i * ldy + r] = hsum(_mm256_add_ps(acc[0], acc[1])) + tail;
+      y[i * ldy + r] = hsum(_mm256_add_ps(acc0, acc1)) + tail;
     }
   }
 }
 
-// 8-bit codes: w = code - zero as int16 (asymmetric int8 spans -255..255), vpmaddwd with q.
-inline void rows_8bit(const QWeight& w, std::size_t r0, std::size_t r1, const QInputInt8& in, float* y,
+// A tile of 4 weight rows against every batch row, two at a time (the GEMM): each row's codes
+// are unpacked once per tile (4-bit in the q_pairs order, 2- and 3-bit by the pack kernels, all
+// unsigned bytes for vpmaddubsw; 8-bit widened to int16 for vpmaddwd) and reused over the batch.
+// Per block the four rows' 8-lane int32 sums are folded by three vphaddd into one vector (lane
+// 4h + j: row j's sum over 128-bit half h), zero * sum(q) comes off half 0 (exact integers), and
+// one conversion and multiply-add by sx * scale serve the four rows; q4_1 adds m * sx * sum(q).
+// Row by row (rows_stream), a batch of 128 ran at a fifth to a half of numpy's float32 GEMM.
+inline void rows_tile(const QWeight& w, std::size_t r0, std::size_t r1, const QInputInt8& in, float* y,
                       std::size_t ldy) {
-  const std::size_t cols = w.cols, n_blocks = cols / 32, per_group = w.group_size / 32, per_block = in.block / 32;
-  std::vector<int16_t> ws(cols);
-  std::vector<float> scale(n_blocks);
-  RowGroups p(w.cols / w.group_size);
-  for (std::size_t r = r0; r < r1; ++r) {
-    const uint8_t* row = w.codes + r * w.row_bytes;
-    row_groups(w, r, p);
-    for (std::size_t b = 0; b < n_blocks; ++b) {
-      scale[b] = p.scale[b / per_group];
-      const __m256i z = _mm256_set1_epi16(static_cast<int16_t>(p.zero[b / per_group]));
-      for (std::size_t h = 0; h < 32; h += 16) {
-        const __m256i c = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 32 * b + h)));
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(&ws[32 * b + h]), _mm256_sub_epi16(c, z));
+  constexpr std::size_t kRows = 4;
+  const std::size_t cols = w.cols, block = in.block, n_blocks = in.n_blocks;
+  const std::size_t blocks_per_group = w.group_size / block, n_units = cols / 32;
+  const int bits = w.scheme.bits;
+  const bool wide = bits == 8, has_offset = w.format == QWeightFormat::kQ4_1;
+  std::vector<uint8_t> bytes(wide ? 0 : kRows * cols);
+  std::vector<int16_t> words(wide ? kRows * cols : 0);
+  // per block b, the tile's rows side by side: [b * 4 + j]
+  std::vector<float> scale(kRows * n_blocks), offset(kRows * n_blocks);
+  std::vector<int32_t> zero(kRows * n_blocks);
+  RowGroups p(cols / w.group_size);
+  const __m128i low = _mm_set1_epi8(0x0F);
+  const __m256i ones = _mm256_set1_epi16(1);
+  const int8_t* q_all = bits == 4 ? in.q_pairs : in.q;
+  for (std::size_t t0 = r0; t0 < r1; t0 += kRows) {
+    const std::size_t nr = std::min(kRows, r1 - t0);
+    for (std::size_t j = 0; j < kRows; ++j) {
+      const std::size_t r = t0 + std::min(j, nr - 1);  // a short tile repeats its last row
+      row_groups(w, r, p);
+      for (std::size_t b = 0, g = 0, left = blocks_per_group; b < n_blocks; ++b, --left) {
+        if (left == 0) {
+          ++g;
+          left = blocks_per_group;
+        }
+        scale[b * kRows + j] = p.scale[g];
+        zero[b * kRows + j] = static_cast<int32_t>(p.zero[g]);
+        offset[b * kRows + j] = p.offset[g];
+      }
+      const uint8_t* row = w.codes + r * w.row_bytes;
+      if (wide) {
+        for (std::size_t k = 0; k < cols; k += 16)
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(&words[j * cols + k]),
+                              _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k))));
+      } else if (bits == 4) {
+        uint8_t* c = &bytes[j * cols];
+        for (std::size_t u = 0; u < n_units; ++u) {
+          const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 16 * u));
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(c + 32 * u), _mm_and_si128(v, low));
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(c + 32 * u + 16), _mm_and_si128(_mm_srli_epi16(v, 4), low));
+        }
+      } else {
+        pack_kernels().unpack_bits(row, cols, bits, &bytes[j * cols]);
       }
     }
-    for (std::size_t i = 0; i < in.m; ++i) {
-      const int8_t* q = in.q + i * cols;
-      const float* sx = in.sx + i * in.n_blocks;
-      __m256 acc = _mm256_setzero_ps();
+    for (std::size_t i = 0; i < in.m; i += 2) {
+      const bool two = i + 1 < in.m;
+      const std::size_t ib = two ? i + 1 : i;
+      const int8_t* qa = q_all + i * cols;
+      const int8_t* qb = q_all + ib * cols;
+      __m256 acc_a = _mm256_setzero_ps(), acc_b = _mm256_setzero_ps();
       for (std::size_t b = 0; b < n_blocks; ++b) {
-        const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(&ws[32 * b]));
-        const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(&ws[32 * b + 16]));
-        const __m256i q0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 32 * b)));
-        const __m256i q1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 32 * b + 16)));
-        const __m256i d = _mm256_add_epi32(_mm256_madd_epi16(w0, q0), _mm256_madd_epi16(w1, q1));
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(sx[b / per_block] * scale[b]), acc);
+        __m256i da[kRows], db[kRows];
+        for (std::size_t j = 0; j < kRows; ++j) da[j] = db[j] = _mm256_setzero_si256();
+        for (std::size_t u = b * block / 32; u < std::min(n_units, (b + 1) * block / 32); ++u) {
+          if (wide) {
+            for (std::size_t k = 32 * u; k < 32 * u + 32; k += 16) {
+              const __m256i xa = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qa + k)));
+              const __m256i xb = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qb + k)));
+              for (std::size_t j = 0; j < kRows; ++j) {
+                const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(&words[j * cols + k]));
+                da[j] = _mm256_add_epi32(da[j], _mm256_madd_epi16(c, xa));
+                db[j] = _mm256_add_epi32(db[j], _mm256_madd_epi16(c, xb));
+              }
+            }
+          } else {
+            const __m256i xa = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qa + 32 * u));
+            const __m256i xb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qb + 32 * u));
+            for (std::size_t j = 0; j < kRows; ++j) {
+              const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(&bytes[j * cols + 32 * u]));
+              da[j] = _mm256_add_epi32(da[j], _mm256_madd_epi16(_mm256_maddubs_epi16(c, xa), ones));
+              db[j] = _mm256_add_epi32(db[j], _mm256_madd_epi16(_mm256_maddubs_epi16(c, xb), ones));
+            }
+          }
+        }
+        const __m128i z = _mm_loadu_si128(reinterpret_cast<const __m128i*>(&zero[b * kRows]));
+        const __m128 s = _mm_loadu_ps(&scale[b * kRows]);
+        auto fold = [&](const __m256i* d, std::size_t row_i, __m256& acc) {
+          const int32_t qs = in.qsum[row_i * n_blocks + b];
+          const float sx = in.sx[row_i * n_blocks + b];
+          const __m256i u = _mm256_hadd_epi32(_mm256_hadd_epi32(d[0], d[1]), _mm256_hadd_epi32(d[2], d[3]));
+          const __m256i zq = _mm256_inserti128_si256(_mm256_setzero_si256(), _mm_mullo_epi32(z, _mm_set1_epi32(qs)), 0);
+          const __m128 sxs = _mm_mul_ps(s, _mm_set1_ps(sx));
+          acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(u, zq)), _mm256_set_m128(sxs, sxs), acc);
+          if (has_offset) {
+            const __m128 o = _mm_mul_ps(_mm_loadu_ps(&offset[b * kRows]), _mm_set1_ps(sx * static_cast<float>(qs)));
+            acc = _mm256_add_ps(acc, _mm256_insertf128_ps(_mm256_setzero_ps(), o, 0));
+          }
+        };
+        fold(da, i, acc_a);
+        fold(db, ib, acc_b);
       }
-      y[i * ldy + r] = hsum(acc);
+      alignas(16) float ya[4], yb[4];
+      _mm_store_ps(ya, _mm_add_ps(_mm256_castps256_ps128(acc_a), _mm256_extractf128_ps(acc_a, 1)));
+      _mm_store_ps(yb, _mm_add_ps(_mm256_castps256_ps128(acc_b), _mm256_extractf128_ps(acc_b, 1)));
+      for (std::size_t j = 0; j < nr; ++j) {
+        y[i * ldy + t0 + j] = ya[j];
+        if (two) y[(i + 1) * ldy + t0 + j] = yb[j];
+      }
     }
   }
 }
+
+// Batch rows up to which rows_stream runs for 4- and 8-bit codes (above: rows_tile).
+constexpr std::size_t kStreamRows = 2;
 
 // The fast paths where they apply, else the scalar reference.
 inline void qdot_rows(const QWeight& w, std::size_t r0, std::size_t r1, const QInputInt8& in, uint8_t* buf,
                       float* y, std::size_t ldy) {
   const bool aligned = in.block % 32 == 0 && w.cols % 32 == 0 && w.group_size % in.block == 0;
-  if (aligned && w.scheme.bits == 4 && in.q_pairs != nullptr)
-    return rows_4bit(w, r0, r1, in, buf, y, ldy);
+  const bool integer_codes = w.format == QWeightFormat::kQ4_1 ||
+                             (w.format == QWeightFormat::kIntq && w.scheme.kind != IntqKind::kNf4);
+  const bool streams = w.scheme.bits == 8 || w.scheme.bits == 4;  // 2- and 3-bit codes need unpacking
+  if (aligned && integer_codes && (in.m > kStreamRows || !streams) && (w.scheme.bits != 4 || in.q_pairs != nullptr))
+    return rows_tile(w, r0, r1, in, y, ldy);
+  if (aligned && w.scheme.bits == 4 && in.q_pairs != nullptr) return rows_stream<true>(w, r0, r1, in, y, ldy);
   if (aligned && w.scheme.bits == 8 && w.format == QWeightFormat::kIntq)
-    return rows_8bit(w, r0, r1, in, y, ldy);
+    return rows_stream<false>(w, r0, r1, in, y, ldy);
   scalar::qdot_rows_int8(w, r0, r1, in, buf, y, ldy);
 }
 
