@@ -17,8 +17,6 @@
 namespace quantcore::avx512vnni {
 namespace {
 
-constexpr std::size_t kTileRows = 4;
-
 #include "qmatmul_ymm.h"
 
 #include "qmatmul_vnni_stream.h"
@@ -42,47 +40,26 @@ float hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
 void rows_unsigned(const QWeight& w, std::size_t r0, std::size_t r1, const QInputInt8& in, float* y,
                    std::size_t ldy) {
   const std::size_t cols = w.cols, block = in.block, n_blocks = in.n_blocks;
-  const std::size_t n_groups = cols / w.group_size, blocks_per_group = w.group_size / block;
+  const std::size_t n_groups = cols / w.group_size;
   const int bits = w.scheme.bits;
   const bool has_offset = w.format == QWeightFormat::kQ4_1, in_place = bits == 8;
-  std::vector<uint8_t> cbuf(in_place ? 0 : kTileRows * cols);
+  std::vector<uint8_t> cbuf(in_place ? 0 : ymm::kTileRows * cols);
   // per block b, the tile's 4 rows side by side: [b * 4 + j]
-  std::vector<float> scale(kTileRows * n_blocks), offset(kTileRows * n_blocks);
-  std::vector<int32_t> zero(kTileRows * n_blocks);
+  std::vector<float> scale(ymm::kTileRows * n_blocks), offset(ymm::kTileRows * n_blocks);
+  std::vector<int32_t> zero(ymm::kTileRows * n_blocks);
   ymm::RowGroups p(n_groups);
-  const uint8_t* codes[kTileRows];
-  const __m128i low = _mm_set1_epi8(0x0F);
+  const uint8_t* codes[ymm::kTileRows];
   const int8_t* q_all = bits == 4 ? in.q_pairs : in.q;
   // blocks of 32: lanes 4L + j <- [b * 4 + j] for L = 0, 1 and [(b + 1) * 4 + j] for L = 2, 3
   const __m512i pick = _mm512_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3, 4, 5, 6, 7, 4, 5, 6, 7);
   constexpr __mmask16 kEven = 0x0F0F;  // 128-bit lanes 0 and 2
-  for (std::size_t t0 = r0; t0 < r1; t0 += kTileRows) {
-    const std::size_t nr = std::min(kTileRows, r1 - t0);
-    for (std::size_t j = 0; j < kTileRows; ++j) {
+  for (std::size_t t0 = r0; t0 < r1; t0 += ymm::kTileRows) {
+    const std::size_t nr = std::min(ymm::kTileRows, r1 - t0);
+    for (std::size_t j = 0; j < ymm::kTileRows; ++j) {
       const std::size_t r = t0 + std::min(j, nr - 1);  // a short tile repeats its last row
-      ymm::row_groups(w, r, p);
-      for (std::size_t b = 0; b < n_blocks; ++b) {
-        const std::size_t g = b / blocks_per_group;
-        scale[b * kTileRows + j] = p.scale[g];
-        zero[b * kTileRows + j] = static_cast<int32_t>(p.zero[g]);
-        offset[b * kTileRows + j] = p.offset[g];
-      }
-      const uint8_t* row = w.codes + r * w.row_bytes;
       uint8_t* c = in_place ? nullptr : &cbuf[j * cols];
-      if (in_place) {
-        codes[j] = row;
-        continue;
-      }
-      if (bits == 4) {
-        for (std::size_t b = 0; b < cols / 32; ++b) {
-          const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 16 * b));
-          _mm_storeu_si128(reinterpret_cast<__m128i*>(c + 32 * b), _mm_and_si128(bytes, low));
-          _mm_storeu_si128(reinterpret_cast<__m128i*>(c + 32 * b + 16), _mm_and_si128(_mm_srli_epi16(bytes, 4), low));
-        }
-      } else {
-        pack_kernels().unpack_bits(row, cols, bits, c);
-      }
-      codes[j] = c;
+      ymm::tile_row(w, r, j, block, n_blocks, p, scale.data(), zero.data(), offset.data(), c);
+      codes[j] = in_place ? w.codes + r * w.row_bytes : c;
     }
     for (std::size_t i = 0; i < in.m; i += 2) {
       const bool two = i + 1 < in.m;
@@ -98,7 +75,7 @@ void rows_unsigned(const QWeight& w, std::size_t r0, std::size_t r1, const QInpu
         const __m512i xa = _mm512_loadu_si512(qa + k);
         const __m512i xb = _mm512_loadu_si512(qb + k);
 #pragma GCC unroll 4
-        for (std::size_t j = 0; j < kTileRows; ++j) {
+        for (std::size_t j = 0; j < ymm::kTileRows; ++j) {
           const __m512i c = _mm512_loadu_si512(codes[j] + k);
           da[j] = _mm512_dpbusd_epi32(da[j], c, xa);
           db[j] = _mm512_dpbusd_epi32(db[j], c, xb);
@@ -106,13 +83,13 @@ void rows_unsigned(const QWeight& w, std::size_t r0, std::size_t r1, const QInpu
       };
       if (block == 32) {
         for (std::size_t b = 0; b < n_blocks; b += 2) {
-          __m512i da[kTileRows], db[kTileRows];
-          for (std::size_t j = 0; j < kTileRows; ++j) da[j] = db[j] = _mm512_setzero_si512();
+          __m512i da[ymm::kTileRows], db[ymm::kTileRows];
+          for (std::size_t j = 0; j < ymm::kTileRows; ++j) da[j] = db[j] = _mm512_setzero_si512();
           dots(32 * b, da, db);
           const __m512i z = _mm512_permutexvar_epi32(pick, _mm512_castsi256_si512(_mm256_loadu_si256(
-                                                               reinterpret_cast<const __m256i*>(&zero[b * kTileRows]))));
-          const __m512 s = _mm512_permutexvar_ps(pick, _mm512_castps256_ps512(_mm256_loadu_ps(&scale[b * kTileRows])));
-          const __m512 o = has_offset ? _mm512_permutexvar_ps(pick, _mm512_castps256_ps512(_mm256_loadu_ps(&offset[b * kTileRows])))
+                                                               reinterpret_cast<const __m256i*>(&zero[b * ymm::kTileRows]))));
+          const __m512 s = _mm512_permutexvar_ps(pick, _mm512_castps256_ps512(_mm256_loadu_ps(&scale[b * ymm::kTileRows])));
+          const __m512 o = has_offset ? _mm512_permutexvar_ps(pick, _mm512_castps256_ps512(_mm256_loadu_ps(&offset[b * ymm::kTileRows])))
                                       : _mm512_setzero_ps();
           auto fold = [&](const __m512i* d, const int32_t* qs, const float* sx, __m512& acc) {
             __m512i u = fold4(d[0], d[1], d[2], d[3]);
@@ -130,12 +107,12 @@ void rows_unsigned(const QWeight& w, std::size_t r0, std::size_t r1, const QInpu
       } else {
         for (std::size_t b = 0; b < n_blocks; ++b) {
           const std::size_t k0 = b * block;
-          __m512i da[kTileRows], db[kTileRows];
-          for (std::size_t j = 0; j < kTileRows; ++j) da[j] = db[j] = _mm512_setzero_si512();
+          __m512i da[ymm::kTileRows], db[ymm::kTileRows];
+          for (std::size_t j = 0; j < ymm::kTileRows; ++j) da[j] = db[j] = _mm512_setzero_si512();
           for (std::size_t k = k0; k < k0 + block; k += 64) dots(k, da, db);
-          const __m128i z = _mm_loadu_si128(reinterpret_cast<const __m128i*>(&zero[b * kTileRows]));
-          const __m128 s = _mm_loadu_ps(&scale[b * kTileRows]);
-          const __m128 o = _mm_loadu_ps(&offset[b * kTileRows]);
+          const __m128i z = _mm_loadu_si128(reinterpret_cast<const __m128i*>(&zero[b * ymm::kTileRows]));
+          const __m128 s = _mm_loadu_ps(&scale[b * ymm::kTileRows]);
+          const __m128 o = _mm_loadu_ps(&offset[b * ymm::kTileRows]);
           // the four rows' 16-lane sums folded to 4 lanes each (exact integers), zero * sum(q)
           // taken off 128-bit lane 0, then one conversion and one multiply-add per block
           auto fold = [&](const __m512i* d, int32_t qs, float sxv, __m512& acc) {

@@ -2,7 +2,7 @@
 // namespace, compiled with its own flags): one row's group parameters as float arrays, and the
 // int8-activation inner loops.
 //
-// The int8 loops (rows_stream): exactness: sum(code * q) over a block is formed in int32 lanes
+// The int8 loops (rows_stream, rows_tile): exactness: sum(code * q) over a block is formed in int32 lanes
 // and zero * sum(q) taken off before any conversion, so idot - zero * sum(q) is exact; each
 // block's 8 int32 lanes are then converted to float and scaled by sx * scale, and lanes are
 // summed once per row. Only the float epilogue's summation order differs from
@@ -119,6 +119,36 @@ inline void rows_stream(const QWeight& w, std::size_t r0, std::size_t r1, const 
   }
 }
 
+constexpr std::size_t kTileRows = 4;
+
+// Row j (W's row r) of a tile of the int8 path (rows_tile here, avx512vnni's rows_unsigned): its
+// group parameters for activation block b at [b * kTileRows + j], and, for codes under 8 bits,
+// its codes as unsigned bytes in `bytes` (4-bit in the q_pairs order, 2- and 3-bit in order).
+inline void tile_row(const QWeight& w, std::size_t r, std::size_t j, std::size_t block, std::size_t n_blocks,
+                     RowGroups& p, float* scale, int32_t* zero, float* offset, uint8_t* bytes) {
+  row_groups(w, r, p);
+  for (std::size_t b = 0, g = 0, left = w.group_size / block; b < n_blocks; ++b, --left) {
+    if (left == 0) {
+      ++g;
+      left = w.group_size / block;
+    }
+    scale[b * kTileRows + j] = p.scale[g];
+    zero[b * kTileRows + j] = static_cast<int32_t>(p.zero[g]);
+    offset[b * kTileRows + j] = p.offset[g];
+  }
+  const uint8_t* row = w.codes + r * w.row_bytes;
+  if (w.scheme.bits == 4) {
+    const __m128i low = _mm_set1_epi8(0x0F);
+    for (std::size_t u = 0; u < w.cols / 32; ++u) {
+      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 16 * u));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(bytes + 32 * u), _mm_and_si128(v, low));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(bytes + 32 * u + 16), _mm_and_si128(_mm_srli_epi16(v, 4), low));
+    }
+  } else if (w.scheme.bits < 8) {
+    pack_kernels().unpack_bits(row, w.cols, w.scheme.bits, bytes);
+  }
+}
+
 // A tile of 4 weight rows against every batch row, two at a time (the GEMM): each row's codes
 // are unpacked once per tile (4-bit in the q_pairs order, 2- and 3-bit by the pack kernels, all
 // unsigned bytes for vpmaddubsw; 8-bit widened to int16 for vpmaddwd) and reused over the batch.
@@ -128,49 +158,26 @@ inline void rows_stream(const QWeight& w, std::size_t r0, std::size_t r1, const 
 // Row by row (rows_stream), a batch of 128 ran at a fifth to a half of numpy's float32 GEMM.
 inline void rows_tile(const QWeight& w, std::size_t r0, std::size_t r1, const QInputInt8& in, float* y,
                       std::size_t ldy) {
-  constexpr std::size_t kRows = 4;
-  const std::size_t cols = w.cols, block = in.block, n_blocks = in.n_blocks;
-  const std::size_t blocks_per_group = w.group_size / block, n_units = cols / 32;
+  const std::size_t cols = w.cols, block = in.block, n_blocks = in.n_blocks, n_units = cols / 32;
   const int bits = w.scheme.bits;
   const bool wide = bits == 8, has_offset = w.format == QWeightFormat::kQ4_1;
-  std::vector<uint8_t> bytes(wide ? 0 : kRows * cols);
-  std::vector<int16_t> words(wide ? kRows * cols : 0);
+  std::vector<uint8_t> bytes(wide ? 0 : kTileRows * cols);
+  std::vector<int16_t> words(wide ? kTileRows * cols : 0);
   // per block b, the tile's rows side by side: [b * 4 + j]
-  std::vector<float> scale(kRows * n_blocks), offset(kRows * n_blocks);
-  std::vector<int32_t> zero(kRows * n_blocks);
+  std::vector<float> scale(kTileRows * n_blocks), offset(kTileRows * n_blocks);
+  std::vector<int32_t> zero(kTileRows * n_blocks);
   RowGroups p(cols / w.group_size);
-  const __m128i low = _mm_set1_epi8(0x0F);
   const __m256i ones = _mm256_set1_epi16(1);
   const int8_t* q_all = bits == 4 ? in.q_pairs : in.q;
-  for (std::size_t t0 = r0; t0 < r1; t0 += kRows) {
-    const std::size_t nr = std::min(kRows, r1 - t0);
-    for (std::size_t j = 0; j < kRows; ++j) {
+  for (std::size_t t0 = r0; t0 < r1; t0 += kTileRows) {
+    const std::size_t nr = std::min(kTileRows, r1 - t0);
+    for (std::size_t j = 0; j < kTileRows; ++j) {
       const std::size_t r = t0 + std::min(j, nr - 1);  // a short tile repeats its last row
-      row_groups(w, r, p);
-      for (std::size_t b = 0, g = 0, left = blocks_per_group; b < n_blocks; ++b, --left) {
-        if (left == 0) {
-          ++g;
-          left = blocks_per_group;
-        }
-        scale[b * kRows + j] = p.scale[g];
-        zero[b * kRows + j] = static_cast<int32_t>(p.zero[g]);
-        offset[b * kRows + j] = p.offset[g];
-      }
+      tile_row(w, r, j, block, n_blocks, p, scale.data(), zero.data(), offset.data(), wide ? nullptr : &bytes[j * cols]);
       const uint8_t* row = w.codes + r * w.row_bytes;
-      if (wide) {
-        for (std::size_t k = 0; k < cols; k += 16)
-          _mm256_storeu_si256(reinterpret_cast<__m256i*>(&words[j * cols + k]),
-                              _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k))));
-      } else if (bits == 4) {
-        uint8_t* c = &bytes[j * cols];
-        for (std::size_t u = 0; u < n_units; ++u) {
-          const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 16 * u));
-          _mm_storeu_si128(reinterpret_cast<__m128i*>(c + 32 * u), _mm_and_si128(v, low));
-          _mm_storeu_si128(reinterpret_cast<__m128i*>(c + 32 * u + 16), _mm_and_si128(_mm_srli_epi16(v, 4), low));
-        }
-      } else {
-        pack_kernels().unpack_bits(row, cols, bits, &bytes[j * cols]);
-      }
+      for (std::size_t k = 0; wide && k < cols; k += 16)
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(&words[j * cols + k]),
+                            _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k))));
     }
     for (std::size_t i = 0; i < in.m; i += 2) {
       const bool two = i + 1 < in.m;
@@ -179,14 +186,14 @@ inline void rows_tile(const QWeight& w, std::size_t r0, std::size_t r1, const QI
       const int8_t* qb = q_all + ib * cols;
       __m256 acc_a = _mm256_setzero_ps(), acc_b = _mm256_setzero_ps();
       for (std::size_t b = 0; b < n_blocks; ++b) {
-        __m256i da[kRows], db[kRows];
-        for (std::size_t j = 0; j < kRows; ++j) da[j] = db[j] = _mm256_setzero_si256();
+        __m256i da[kTileRows], db[kTileRows];
+        for (std::size_t j = 0; j < kTileRows; ++j) da[j] = db[j] = _mm256_setzero_si256();
         for (std::size_t u = b * block / 32; u < std::min(n_units, (b + 1) * block / 32); ++u) {
           if (wide) {
             for (std::size_t k = 32 * u; k < 32 * u + 32; k += 16) {
               const __m256i xa = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qa + k)));
               const __m256i xb = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qb + k)));
-              for (std::size_t j = 0; j < kRows; ++j) {
+              for (std::size_t j = 0; j < kTileRows; ++j) {
                 const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(&words[j * cols + k]));
                 da[j] = _mm256_add_epi32(da[j], _mm256_madd_epi16(c, xa));
                 db[j] = _mm256_add_epi32(db[j], _mm256_madd_epi16(c, xb));
@@ -195,15 +202,15 @@ inline void rows_tile(const QWeight& w, std::size_t r0, std::size_t r1, const QI
           } else {
             const __m256i xa = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qa + 32 * u));
             const __m256i xb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qb + 32 * u));
-            for (std::size_t j = 0; j < kRows; ++j) {
+            for (std::size_t j = 0; j < kTileRows; ++j) {
               const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(&bytes[j * cols + 32 * u]));
               da[j] = _mm256_add_epi32(da[j], _mm256_madd_epi16(_mm256_maddubs_epi16(c, xa), ones));
               db[j] = _mm256_add_epi32(db[j], _mm256_madd_epi16(_mm256_maddubs_epi16(c, xb), ones));
             }
           }
         }
-        const __m128i z = _mm_loadu_si128(reinterpret_cast<const __m128i*>(&zero[b * kRows]));
-        const __m128 s = _mm_loadu_ps(&scale[b * kRows]);
+        const __m128i z = _mm_loadu_si128(reinterpret_cast<const __m128i*>(&zero[b * kTileRows]));
+        const __m128 s = _mm_loadu_ps(&scale[b * kTileRows]);
         auto fold = [&](const __m256i* d, std::size_t row_i, __m256& acc) {
           const int32_t qs = in.qsum[row_i * n_blocks + b];
           const float sx = in.sx[row_i * n_blocks + b];
@@ -212,7 +219,7 @@ inline void rows_tile(const QWeight& w, std::size_t r0, std::size_t r1, const QI
           const __m128 sxs = _mm_mul_ps(s, _mm_set1_ps(sx));
           acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(u, zq)), _mm256_set_m128(sxs, sxs), acc);
           if (has_offset) {
-            const __m128 o = _mm_mul_ps(_mm_loadu_ps(&offset[b * kRows]), _mm_set1_ps(sx * static_cast<float>(qs)));
+            const __m128 o = _mm_mul_ps(_mm_loadu_ps(&offset[b * kTileRows]), _mm_set1_ps(sx * static_cast<float>(qs)));
             acc = _mm256_add_ps(acc, _mm256_insertf128_ps(_mm256_setzero_ps(), o, 0));
           }
         };
