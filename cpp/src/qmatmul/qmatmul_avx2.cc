@@ -1,12 +1,14 @@
 // AVX2 quantized matmul (compiled with -mavx2 -mfma -mf16c -mbmi2).
 //
-// gemv_rows: 4-bit integer codes decoded in registers (gemv_4bit_wide); other schemes decoded by
-// the shared (dispatched) decoders into an L1-sized buffer, then dotted with 4 accumulators; gemm_rows: kGemmRows rows decoded into buf and a 3 x 32
+// gemv_rows: 2-, 3-, 4- and 8-bit integer codes decoded in registers (gemv_4bit_wide,
+// gemv_codes); other schemes (nf4, fp8) decoded by the shared (dispatched) decoders into an
+// L1-sized buffer, then dotted with 4 accumulators; gemm_rows: kGemmRows rows decoded into buf and a 3 x 32
 // register-blocked microkernel (12 accumulators of 8 floats); qdot_rows_int8: the shared
 // 256-bit integer loops (qmatmul_ymm.h).
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstring>
 #include <type_traits>
 #include <vector>
 
@@ -98,6 +100,59 @@ void gemv_4bit_wide(const QWeight& w, std::size_t r0, std::size_t r1, const floa
   }
 }
 
+// 2-, 3- and 8-bit integer codes (group and in_features multiples of 8) in registers: 8 codes
+// at a time into 32-bit lanes (8-bit: vpmovzxbd; 2- and 3-bit: their b bytes broadcast, shifted
+// right by b * lane and masked), code - zero in int32 (exact), converted and multiplied with x in
+// order; each group's sum is scaled once. The decode-then-dot path ran at 0.6-1.1x numpy.
+template <int kBits, int M>
+void gemv_codes(const QWeight& w, std::size_t r0, std::size_t r1, const float* x, float* y, std::size_t ldy) {
+  const std::size_t cols = w.cols, group = w.group_size, n_groups = cols / group;
+  const __m256i shifts = _mm256_setr_epi32(0, kBits, 2 * kBits, 3 * kBits, 4 * kBits, 5 * kBits, 6 * kBits, 7 * kBits);
+  const __m256i mask = _mm256_set1_epi32((1 << kBits) - 1);
+  ymm::RowGroups p(n_groups);
+  for (std::size_t r = r0; r < r1; ++r) {
+    const uint8_t* row = w.codes + r * w.row_bytes;
+    ymm::row_groups(w, r, p);
+    __m256 acc[M];
+    for (int i = 0; i < M; ++i) acc[i] = _mm256_setzero_ps();
+    for (std::size_t g = 0; g < n_groups; ++g) {
+      const __m256i zero = _mm256_set1_epi32(static_cast<int32_t>(p.zero[g]));
+      auto codes8 = [&](std::size_t k) {  // codes k .. k + 7 as int32 lanes, less the zero point
+        __m256i c;
+        if (kBits == 8) {
+          c = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(row + k)));
+        } else {
+          const uint8_t* src = row + k * kBits / 8;
+          uint32_t word;
+          if (k + 8 < cols)  // a 4-byte load (the byte past the 8 codes' ones is the row's)
+            std::memcpy(&word, src, 4);
+          else  // the row's last codes: only their own bytes
+            word = kBits == 2 ? src[0] | src[1] << 8 : src[0] | src[1] << 8 | src[2] << 16;
+          c = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int32_t>(word)), shifts), mask);
+        }
+        return _mm256_cvtepi32_ps(_mm256_sub_epi32(c, zero));
+      };
+      __m256 part0[M], part1[M];  // two chains of multiply-adds per batch row
+      for (int i = 0; i < M; ++i) part0[i] = part1[i] = _mm256_setzero_ps();
+      std::size_t k = g * group;
+      for (; k + 16 <= (g + 1) * group; k += 16) {
+        const __m256 v0 = codes8(k), v1 = codes8(k + 8);
+        for (int i = 0; i < M; ++i) {
+          part0[i] = _mm256_fmadd_ps(v0, _mm256_loadu_ps(x + i * cols + k), part0[i]);
+          part1[i] = _mm256_fmadd_ps(v1, _mm256_loadu_ps(x + i * cols + k + 8), part1[i]);
+        }
+      }
+      if (k < (g + 1) * group) {
+        const __m256 v0 = codes8(k);
+        for (int i = 0; i < M; ++i) part0[i] = _mm256_fmadd_ps(v0, _mm256_loadu_ps(x + i * cols + k), part0[i]);
+      }
+      const __m256 scale = _mm256_set1_ps(p.scale[g]);
+      for (int i = 0; i < M; ++i) acc[i] = _mm256_fmadd_ps(_mm256_add_ps(part0[i], part1[i]), scale, acc[i]);
+    }
+    for (int i = 0; i < M; ++i) y[i * ldy + r] = ymm::hsum(acc[i]);
+  }
+}
+
 }  // namespace
 
 #include "qmatmul_decoded.h"
@@ -107,6 +162,20 @@ void gemv_rows(const QWeight& w, std::size_t r0, std::size_t r1, const QInput& i
                     w.format == QWeightFormat::kQ4_1;
   if (int4 && w.scheme.bits == 4 && in.x_wide != nullptr && w.group_size % 32 == 0 && in.m <= 8) {
     ymm::with_m(in.m, [&](auto c) { gemv_4bit_wide<decltype(c)::value>(w, r0, r1, in.x_wide, y, ldy); });
+    return;
+  }
+  const int bits = w.scheme.bits;
+  if (w.format == QWeightFormat::kIntq && w.scheme.kind != IntqKind::kNf4 && (bits == 2 || bits == 3 || bits == 8) &&
+      w.group_size % 8 == 0 && in.m <= 8) {
+    ymm::with_m(in.m, [&](auto c) {
+      constexpr int M = decltype(c)::value;
+      if (bits == 8)
+        gemv_codes<8, M>(w, r0, r1, in.x, y, ldy);
+      else if (bits == 3)
+        gemv_codes<3, M>(w, r0, r1, in.x, y, ldy);
+      else
+        gemv_codes<2, M>(w, r0, r1, in.x, y, ldy);
+    });
     return;
   }
   decoded::gemv_rows(w, r0, r1, in, y, ldy);
