@@ -1,7 +1,7 @@
 // AVX2 quantized matmul (compiled with -mavx2 -mfma -mf16c -mbmi2).
 //
-// gemv_rows: 2-, 3-, 4- and 8-bit integer codes decoded in registers (gemv_4bit_wide,
-// gemv_codes) and fp8 through float16 (gemv_fp8); nf4 decoded by the shared (dispatched)
+// gemv_rows: 2-, 3-, 4- and 8-bit integer codes and nf4 decoded in registers (gemv_4bit_wide,
+// gemv_codes), fp8 through float16 (gemv_fp8); other layouts decoded by the shared (dispatched)
 // decoders into an L1-sized buffer, then dotted with 4 accumulators; gemm_rows: kGemmRows rows decoded into buf and a 3 x 32
 // register-blocked microkernel (12 accumulators of 8 floats); qdot_rows_int8: the shared
 // 256-bit integer loops (qmatmul_ymm.h).
@@ -55,17 +55,19 @@ void micro_tile(const float* wr, std::size_t cols, const float* panel, float* ti
 constexpr int kMicroRows = 3;
 constexpr std::size_t kGemvRows = 4;  // rows decoded at a time by gemv_rows
 
-// 4-bit integer codes (int4 sym / asym, q4_0, q4_1; group a multiple of 32, in_features of 64)
-// in registers: 32 bytes of a 64-code block read as 8 words of 8 codes, a shift by 4t and a mask
+// 4-bit codes (int4 sym / asym, q4_0, q4_1, nf4; group a multiple of 32, in_features of 64) in
+// registers: 32 bytes of a 64-code block read as 8 words of 8 codes, a shift by 4t and a mask
 // give code 8j + t in lane j, matched by x in x_wide order; code - zero is formed in int32
-// (exact), converted, and multiplied with x, 8 at a time. Lanes 0-3 hold codes 0-31 of the block
+// (exact) and converted (nf4: the codebook value, two vpermps and a blend on bit 3), and
+// multiplied with x, 8 at a time. Lanes 0-3 hold codes 0-31 of the block
 // and lanes 4-7 codes 32-63, so each half takes its own group's scale once per block (q4_1: its
 // m times the sum of those x). The decode-then-dot path ran at about 0.8x numpy's float32 GEMV.
-template <int M>
+template <int M, bool kNf4>
 void gemv_4bit_wide(const QWeight& w, std::size_t r0, std::size_t r1, const float* x, float* y, std::size_t ldy) {
   const std::size_t cols = w.cols, per_group = w.group_size / 32;
   const bool has_offset = w.format == QWeightFormat::kQ4_1;
   const __m256i low = _mm256_set1_epi32(0x0F);
+  const __m256 book_lo = _mm256_loadu_ps(kNf4Codebook), book_hi = _mm256_loadu_ps(kNf4Codebook + 8);
   ymm::RowGroups p(cols / w.group_size);
   for (std::size_t r = r0; r < r1; ++r) {
     const uint8_t* row = w.codes + r * w.row_bytes;
@@ -82,7 +84,9 @@ void gemv_4bit_wide(const QWeight& w, std::size_t r0, std::size_t r1, const floa
 #pragma GCC unroll 8
       for (int t = 0; t < 8; ++t) {
         const __m256i c = _mm256_and_si256(_mm256_srli_epi32(words, 4 * t), low);
-        const __m256 v = _mm256_cvtepi32_ps(_mm256_sub_epi32(c, zero));
+        const __m256 v = kNf4 ? _mm256_blendv_ps(_mm256_permutevar8x32_ps(book_lo, c), _mm256_permutevar8x32_ps(book_hi, c),
+                                                 _mm256_castsi256_ps(_mm256_slli_epi32(c, 28)))
+                              : _mm256_cvtepi32_ps(_mm256_sub_epi32(c, zero));
         for (int i = 0; i < M; ++i) {
           const __m256 xv = _mm256_loadu_ps(x + i * cols + k0 + 8 * t);
           part[i] = _mm256_fmadd_ps(v, xv, part[i]);
@@ -209,10 +213,13 @@ void gemv_fp8(const QWeight& w, std::size_t r0, std::size_t r1, const QInput& in
 }  // namespace
 
 void gemv_rows(const QWeight& w, std::size_t r0, std::size_t r1, const QInput& in, float* y, std::size_t ldy) {
-  const bool int4 = (w.format == QWeightFormat::kIntq && w.scheme.kind != IntqKind::kNf4) ||
-                    w.format == QWeightFormat::kQ4_1;
-  if (int4 && w.scheme.bits == 4 && in.x_wide != nullptr && w.group_size % 32 == 0 && in.m <= 8) {
-    ymm::with_m(in.m, [&](auto c) { gemv_4bit_wide<decltype(c)::value>(w, r0, r1, in.x_wide, y, ldy); });
+  const bool nf4 = w.format == QWeightFormat::kIntq && w.scheme.kind == IntqKind::kNf4;
+  if ((w.format == QWeightFormat::kIntq || w.format == QWeightFormat::kQ4_1) && w.scheme.bits == 4 &&
+      in.x_wide != nullptr && w.group_size % 32 == 0 && in.m <= 8) {
+    ymm::with_m(in.m, [&](auto c) {
+      constexpr int M = decltype(c)::value;
+      nf4 ? gemv_4bit_wide<M, true>(w, r0, r1, in.x_wide, y, ldy) : gemv_4bit_wide<M, false>(w, r0, r1, in.x_wide, y, ldy);
+    });
     return;
   }
   const int bits = w.scheme.bits;
