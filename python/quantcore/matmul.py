@@ -51,7 +51,8 @@ int4 per-row 6.4-6.9x, int4 g32 5.6-5.8x, q4_1 4.7-5.2x, int8 per-row 3.6-3.8x; 
 every scheme, int8 int3 2.4-2.6x, int2 1.8x, q4_0 / q8_0 / int8 per-row 1.4-1.5x, q4_1 1.2x.
 On AVX2 without AVX-512 (forced on the same machine): float GEMV of integer codes 1.8-3.0x
 (4-bit 1.6-2.2x, 8-bit 2.9-3.0x, 2- and 3-bit 1.9-2.0x), fp8 2.5x, nf4 1.5x; int8-path GEMV
-int4 g128 3.3-4.8x; GEMM int8 path 0.5-1.2x.
+int4 g128 2.9-4.8x, blocks of 32 (q4_0 / q8_0 kind, a scale per row) 3.4-4.7x; GEMM int8
+path 0.5-1.2x.
 If numpy's multi-threaded BLAS runs in the same process, its idle threads spin on the cores for
 a while after each call (OpenBLAS's default) and slow a quantcore call that follows by up to 2x;
 OPENBLAS_THREAD_TIMEOUT=4 in the environment before numpy loads makes them sleep at once.
