@@ -1,8 +1,9 @@
 // The int8-activation path on AVX-512 VNNI (vpdpbusd), compiled with -mavx512vnni; used by the
 // AVX-512 table when the CPU has VNNI (Zen 4, Ice Lake and later).
 //
-// Two kernels: the streaming GEMV for 4- and 8-bit codes at batch <= 8 (qmatmul_vnni_stream.h),
-// and a 4-row tile kernel for every integer code width and any batch (rows_unsigned).
+// Two kernels: the streaming GEMV for 4- and 8-bit codes at batch <= 8 (qmatmul_vnni_stream.h)
+// and a 4-row tile kernel for every integer code width and any batch (rows_unsigned). The
+// 2- and 3-bit streaming GEMV is in qmatmul_avx512vnnivbmi.cc.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -20,8 +21,6 @@ namespace {
 #include "qmatmul_ymm.h"
 
 #include "qmatmul_vnni_stream.h"
-
-float hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
 
 // A tile of 4 weight rows against every batch row (any m; the GEMM): the rows' codes as
 // unsigned bytes (8-bit codes read in place; 4-bit codes split once per tile into the q_pairs
