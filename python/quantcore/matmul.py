@@ -49,10 +49,11 @@ schemes (two runs of the same bench): int8-path GEMV int3 g128 5.6-6.4x, int2 g6
 int4 per-row 6.4-6.9x, int4 g32 5.6-5.8x, q4_1 4.7-5.2x, int8 per-row 3.6-3.8x; float GEMV
 1.8-3.7x (nf4 3.0-3.2x, fp8_e5m2 2.9-3.4x, int3 / int2 2.1-2.9x); GEMM float 1.1-1.2x for
 every scheme, int8 int3 2.4-2.6x, int2 1.8x, q4_0 / q8_0 / int8 per-row 1.4-1.5x, q4_1 1.2x.
-On AVX2 without AVX-512 (forced on the same machine): float GEMV of integer codes 1.8-3.0x
-(4-bit 1.6-2.2x, 8-bit 2.9-3.0x, 2- and 3-bit 1.9-2.0x), fp8 2.5x, nf4 1.5x; int8-path GEMV
-int4 g128 2.9-4.8x, blocks of 32 (q4_0 / q8_0 kind, a scale per row) 3.4-4.7x; GEMM int8
-path 0.5-1.2x.
+On AVX2 without AVX-512 (QUANTCORE_ISA=avx2 on the same machine, one run of the same bench):
+float GEMV 1.5-2.9x (int4 g128 2.3x, q4_0 1.9x, q8_0 2.0x, fp8 2.6-2.9x, nf4 2.2x, int3 /
+int2 2.0x); int8-path GEMV int4 g128 4.3x, q4_0 4.1x, q8_0 3.3x, int4 per-row 6.1x, int3 /
+int2 1.6-1.8x (a 4-row tile: no streaming loop for them); GEMM float 1.2x, int8 0.6-1.6x
+(int4 g128 1.6x; blocks of 32 0.6-0.7x).
 If numpy's multi-threaded BLAS runs in the same process, its idle threads spin on the cores for
 a while after each call (OpenBLAS's default) and slow a quantcore call that follows by up to 2x;
 OPENBLAS_THREAD_TIMEOUT=4 in the environment before numpy loads makes them sleep at once.
