@@ -203,9 +203,10 @@ inline void rows_tile(const QWeight& w, std::size_t r0, std::size_t r1, const QI
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(&words[j * cols + k]),
                             _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k))));
     }
-    for (std::size_t i = 0; i < in.m; i += 2) {
-      const bool two = i + 1 < in.m;
-      const std::size_t ib = two ? i + 1 : i;
+    // batch rows i and i + 1 (kTwo) or i alone (the last of an odd batch: a GEMV does half the work)
+    auto rows = [&](std::size_t i, auto two_c) {
+      constexpr bool kTwo = decltype(two_c)::value;
+      const std::size_t ib = kTwo ? i + 1 : i;
       const int8_t* qa = q_all + i * cols;
       const int8_t* qb = q_all + ib * cols;
       __m256 acc_a = _mm256_setzero_ps(), acc_b = _mm256_setzero_ps();
@@ -220,7 +221,7 @@ inline void rows_tile(const QWeight& w, std::size_t r0, std::size_t r1, const QI
               for (std::size_t j = 0; j < kTileRows; ++j) {
                 const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(&words[j * cols + k]));
                 da[j] = _mm256_add_epi32(da[j], _mm256_madd_epi16(c, xa));
-                db[j] = _mm256_add_epi32(db[j], _mm256_madd_epi16(c, xb));
+                if (kTwo) db[j] = _mm256_add_epi32(db[j], _mm256_madd_epi16(c, xb));
               }
             }
           } else {
@@ -229,7 +230,7 @@ inline void rows_tile(const QWeight& w, std::size_t r0, std::size_t r1, const QI
             for (std::size_t j = 0; j < kTileRows; ++j) {
               const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(&bytes[j * cols + 32 * u]));
               da[j] = _mm256_add_epi32(da[j], _mm256_madd_epi16(_mm256_maddubs_epi16(c, xa), ones));
-              db[j] = _mm256_add_epi32(db[j], _mm256_madd_epi16(_mm256_maddubs_epi16(c, xb), ones));
+              if (kTwo) db[j] = _mm256_add_epi32(db[j], _mm256_madd_epi16(_mm256_maddubs_epi16(c, xb), ones));
             }
           }
         }
@@ -248,16 +249,19 @@ inline void rows_tile(const QWeight& w, std::size_t r0, std::size_t r1, const QI
           }
         };
         fold(da, i, acc_a);
-        fold(db, ib, acc_b);
+        if (kTwo) fold(db, ib, acc_b);
       }
       alignas(16) float ya[4], yb[4];
       _mm_store_ps(ya, _mm_add_ps(_mm256_castps256_ps128(acc_a), _mm256_extractf128_ps(acc_a, 1)));
       _mm_store_ps(yb, _mm_add_ps(_mm256_castps256_ps128(acc_b), _mm256_extractf128_ps(acc_b, 1)));
       for (std::size_t j = 0; j < nr; ++j) {
         y[i * ldy + t0 + j] = ya[j];
-        if (two) y[(i + 1) * ldy + t0 + j] = yb[j];
+        if (kTwo) y[(i + 1) * ldy + t0 + j] = yb[j];
       }
-    }
+    };
+    std::size_t i = 0;
+    for (; i + 2 <= in.m; i += 2) rows(i, std::true_type{});
+    if (i < in.m) rows(i, std::false_type{});
   }
 }
 
