@@ -60,11 +60,12 @@ void rows_unsigned(const QWeight& w, std::size_t r0, std::size_t r1, const QInpu
       ymm::tile_row(w, r, j, block, n_blocks, p, scale.data(), zero.data(), offset.data(), c);
       codes[j] = in_place ? w.codes + r * w.row_bytes : c;
     }
-    for (std::size_t i = 0; i < in.m; i += 2) {
-      const bool two = i + 1 < in.m;
+    // batch rows i and i + 1 (kTwo) or i alone (the last of an odd batch: a GEMV does half the work)
+    auto rows = [&](std::size_t i, auto two_c) {
+      constexpr bool kTwo = decltype(two_c)::value;
       const int8_t* qa = q_all + i * cols;
-      const int8_t* qb = two ? qa + cols : qa;
-      const std::size_t ib = two ? i + 1 : i;
+      const int8_t* qb = kTwo ? qa + cols : qa;
+      const std::size_t ib = kTwo ? i + 1 : i;
       const int32_t* qsa = in.qsum + i * n_blocks;
       const int32_t* qsb = in.qsum + ib * n_blocks;
       const float* sxa = in.sx + i * n_blocks;
@@ -77,7 +78,7 @@ void rows_unsigned(const QWeight& w, std::size_t r0, std::size_t r1, const QInpu
         for (std::size_t j = 0; j < ymm::kTileRows; ++j) {
           const __m512i c = _mm512_loadu_si512(codes[j] + k);
           da[j] = _mm512_dpbusd_epi32(da[j], c, xa);
-          db[j] = _mm512_dpbusd_epi32(db[j], c, xb);
+          if (kTwo) db[j] = _mm512_dpbusd_epi32(db[j], c, xb);
         }
       };
       if (block == 32) {
@@ -101,7 +102,7 @@ void rows_unsigned(const QWeight& w, std::size_t r0, std::size_t r1, const QInpu
             if (has_offset) acc = _mm512_mask3_fmadd_ps(o, _mm512_mul_ps(sxv, _mm512_cvtepi32_ps(qsv)), acc, kEven);
           };
           fold(da, qsa, sxa, acc_a);
-          fold(db, qsb, sxb, acc_b);
+          if (kTwo) fold(db, qsb, sxb, acc_b);
         }
       } else {
         for (std::size_t b = 0; b < n_blocks; ++b) {
@@ -123,7 +124,7 @@ void rows_unsigned(const QWeight& w, std::size_t r0, std::size_t r1, const QInpu
               acc = _mm512_add_ps(acc, _mm512_zextps128_ps512(_mm_mul_ps(o, _mm_set1_ps(sxv * static_cast<float>(qs)))));
           };
           fold(da, qsa[b], sxa[b], acc_a);
-          fold(db, qsb[b], sxb[b], acc_b);
+          if (kTwo) fold(db, qsb[b], sxb[b], acc_b);
         }
       }
       auto rows4 = [](__m512 acc) {  // sum of the four 128-bit lanes
@@ -136,9 +137,12 @@ void rows_unsigned(const QWeight& w, std::size_t r0, std::size_t r1, const QInpu
       _mm_store_ps(yb, rows4(acc_b));
       for (std::size_t j = 0; j < nr; ++j) {
         y[i * ldy + t0 + j] = ya[j];
-        if (two) y[(i + 1) * ldy + t0 + j] = yb[j];
+        if (kTwo) y[(i + 1) * ldy + t0 + j] = yb[j];
       }
-    }
+    };
+    std::size_t i = 0;
+    for (; i + 2 <= in.m; i += 2) rows(i, std::true_type{});
+    if (i < in.m) rows(i, std::false_type{});
   }
 }
 
