@@ -60,7 +60,7 @@ void rows_unsigned(const QWeight& w, std::size_t r0, std::size_t r1, const QInpu
       ymm::tile_row(w, r, j, block, n_blocks, p, scale.data(), zero.data(), offset.data(), c);
       codes[j] = in_place ? w.codes + r * w.row_bytes : c;
     }
-    // batch rows i and i + 1 (kTwo) or i alone (the last of an odd batch: a GEMV does half the work)
+    // batch rows i and i + 1 (kTwo) or i alone (a GEMV does half the work); see ymm::batch_pairs
     auto rows = [&](std::size_t i, auto two_c) {
       constexpr bool kTwo = decltype(two_c)::value;
       const int8_t* qa = q_all + i * cols;
@@ -132,17 +132,9 @@ void rows_unsigned(const QWeight& w, std::size_t r0, std::size_t r1, const QInpu
                                        _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc), 1)));
         return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
       };
-      alignas(16) float ya[4], yb[4];
-      _mm_store_ps(ya, rows4(acc_a));
-      _mm_store_ps(yb, rows4(acc_b));
-      for (std::size_t j = 0; j < nr; ++j) {
-        y[i * ldy + t0 + j] = ya[j];
-        if (kTwo) y[(i + 1) * ldy + t0 + j] = yb[j];
-      }
+      ymm::store_tile(y, ldy, i, t0, nr, rows4(acc_a), rows4(acc_b), kTwo);
     };
-    std::size_t i = 0;
-    for (; i + 2 <= in.m; i += 2) rows(i, std::true_type{});
-    if (i < in.m) rows(i, std::false_type{});
+    ymm::batch_pairs(in.m, rows);
   }
 }
 

@@ -145,6 +145,27 @@ inline void rows_stream(const QWeight& w, std::size_t r0, std::size_t r1, const 
 
 constexpr std::size_t kTileRows = 4;
 
+// The tile kernels' batch loop: rows(i, std::true_type) for batch rows i and i + 1, and
+// rows(i, std::false_type) for the last row of an odd batch alone.
+template <class Rows>
+void batch_pairs(std::size_t m, const Rows& rows) {
+  std::size_t i = 0;
+  for (; i + 2 <= m; i += 2) rows(i, std::true_type{});
+  if (i < m) rows(i, std::false_type{});
+}
+
+// y[i][t0 + j] = a[j] (and y[i + 1][t0 + j] = b[j] for two rows) for the tile's nr rows.
+inline void store_tile(float* y, std::size_t ldy, std::size_t i, std::size_t t0, std::size_t nr, __m128 a, __m128 b,
+                       bool two) {
+  alignas(16) float ya[4], yb[4];
+  _mm_store_ps(ya, a);
+  _mm_store_ps(yb, b);
+  for (std::size_t j = 0; j < nr; ++j) {
+    y[i * ldy + t0 + j] = ya[j];
+    if (two) y[(i + 1) * ldy + t0 + j] = yb[j];
+  }
+}
+
 // Row j (W's row r) of a tile of the int8 path (rows_tile here, avx512vnni's rows_unsigned): its
 // group parameters for activation block b at [b * kTileRows + j], and, for codes under 8 bits,
 // its codes as unsigned bytes in `bytes` (4-bit in the q_pairs order, 2- and 3-bit in order).
@@ -203,7 +224,7 @@ inline void rows_tile(const QWeight& w, std::size_t r0, std::size_t r1, const QI
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(&words[j * cols + k]),
                             _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k))));
     }
-    // batch rows i and i + 1 (kTwo) or i alone (the last of an odd batch: a GEMV does half the work)
+    // batch rows i and i + 1 (kTwo) or i alone (a GEMV does half the work); see batch_pairs
     auto rows = [&](std::size_t i, auto two_c) {
       constexpr bool kTwo = decltype(two_c)::value;
       const std::size_t ib = kTwo ? i + 1 : i;
@@ -251,17 +272,10 @@ inline void rows_tile(const QWeight& w, std::size_t r0, std::size_t r1, const QI
         fold(da, i, acc_a);
         if (kTwo) fold(db, ib, acc_b);
       }
-      alignas(16) float ya[4], yb[4];
-      _mm_store_ps(ya, _mm_add_ps(_mm256_castps256_ps128(acc_a), _mm256_extractf128_ps(acc_a, 1)));
-      _mm_store_ps(yb, _mm_add_ps(_mm256_castps256_ps128(acc_b), _mm256_extractf128_ps(acc_b, 1)));
-      for (std::size_t j = 0; j < nr; ++j) {
-        y[i * ldy + t0 + j] = ya[j];
-        if (kTwo) y[(i + 1) * ldy + t0 + j] = yb[j];
-      }
+      auto halves = [](__m256 acc) { return _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1)); };
+      store_tile(y, ldy, i, t0, nr, halves(acc_a), halves(acc_b), kTwo);
     };
-    std::size_t i = 0;
-    for (; i + 2 <= in.m; i += 2) rows(i, std::true_type{});
-    if (i < in.m) rows(i, std::false_type{});
+    batch_pairs(in.m, rows);
   }
 }
 
