@@ -42,6 +42,13 @@ struct QWeight {
   const void* zeros;         // kIntq asymmetric: uint8; kQ4_1: float16 bits of m; else null
 };
 
+// Codes that are integers the int8 path can multiply: kIntq but not nf4 ("plain": the value is
+// (code - zero) * scale), and kQ4_1 (code * d + m, an offset term besides).
+inline bool plain_integer_codes(const QWeight& w) {
+  return w.format == QWeightFormat::kIntq && w.scheme.kind != IntqKind::kNf4;
+}
+inline bool integer_codes(const QWeight& w) { return plain_integer_codes(w) || w.format == QWeightFormat::kQ4_1; }
+
 // x of one call, prepared once by the caller (qmatmul_dispatch.cc).
 struct QInput {
   const float* x;         // [m, cols] row-major (gathered through perm, float32)

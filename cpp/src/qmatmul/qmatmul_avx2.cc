@@ -2,9 +2,9 @@
 //
 // gemv_rows: 2-, 3-, 4- and 8-bit integer codes and nf4 decoded in registers (gemv_4bit_wide,
 // gemv_codes), fp8 through float16 (gemv_fp8); other layouts decoded by the shared (dispatched)
-// decoders into an L1-sized buffer, then dotted with 4 accumulators; gemm_rows: kGemmRows rows decoded into buf and a 3 x 32
-// register-blocked microkernel (12 accumulators of 8 floats); qdot_rows_int8: the shared
-// 256-bit integer loops (qmatmul_ymm.h).
+// decoders into an L1-sized buffer, then dotted with 4 accumulators; gemm_rows: kGemmRows rows
+// decoded into buf and a 3 x 32 register-blocked microkernel (12 accumulators of 8 floats);
+// qdot_rows_int8: the shared 256-bit integer loops (qmatmul_ymm.h).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -59,9 +59,9 @@ constexpr std::size_t kGemvRows = 4;  // rows decoded at a time by gemv_rows
 // registers: 32 bytes of a 64-code block read as 8 words of 8 codes, a shift by 4t and a mask
 // give code 8j + t in lane j, matched by x in x_wide order; code - zero is formed in int32
 // (exact) and converted (nf4: the codebook value, two vpermps and a blend on bit 3), and
-// multiplied with x, 8 at a time. Lanes 0-3 hold codes 0-31 of the block
-// and lanes 4-7 codes 32-63, so each half takes its own group's scale once per block (q4_1: its
-// m times the sum of those x). The decode-then-dot path ran at about 0.8x numpy's float32 GEMV.
+// multiplied with x, 8 at a time. Lanes 0-3 hold codes 0-31 of the block and lanes 4-7 codes
+// 32-63, so each half takes its own group's scale once per block (q4_1: its m times the sum of
+// those x). The decode-then-dot path ran at about 0.8x numpy's float32 GEMV.
 template <int M, bool kNf4>
 void gemv_4bit_wide(const QWeight& w, std::size_t r0, std::size_t r1, const float* x, float* y, std::size_t ldy) {
   const std::size_t cols = w.cols, per_group = w.group_size / 32;
@@ -223,8 +223,7 @@ void gemv_rows(const QWeight& w, std::size_t r0, std::size_t r1, const QInput& i
     return;
   }
   const int bits = w.scheme.bits;
-  if (w.format == QWeightFormat::kIntq && w.scheme.kind != IntqKind::kNf4 && (bits == 2 || bits == 3 || bits == 8) &&
-      w.group_size % 8 == 0 && in.m <= 8) {
+  if (plain_integer_codes(w) && (bits == 2 || bits == 3 || bits == 8) && w.group_size % 8 == 0 && in.m <= 8) {
     ymm::with_m(in.m, [&](auto c) {
       constexpr int M = decltype(c)::value;
       if (bits == 8)

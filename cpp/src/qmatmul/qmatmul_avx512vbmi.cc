@@ -168,7 +168,7 @@ void gemv_lowbit(const QWeight& w, std::size_t r0, std::size_t r1, const float* 
 
 bool gemv_lowbit(const QWeight& w, std::size_t r0, std::size_t r1, const QInput& in, float* y, std::size_t ldy) {
   const int bits = w.scheme.bits;
-  if (w.format != QWeightFormat::kIntq || w.scheme.kind == IntqKind::kNf4 || (bits != 2 && bits != 3) ||
+  if (!plain_integer_codes(w) || (bits != 2 && bits != 3) ||
       in.m > 8 || w.cols % 64 != 0 || w.group_size % 16 != 0)
     return false;
   ymm::with_m(in.m, [&](auto c) {

@@ -143,16 +143,14 @@ void rows_unsigned(const QWeight& w, std::size_t r0, std::size_t r1, const QInpu
 bool qdot_rows_int8(const QWeight& w, std::size_t r0, std::size_t r1, const QInputInt8& in, float* y,
                     std::size_t ldy) {
   const std::size_t cols = w.cols;
-  const bool integer_codes = w.format == QWeightFormat::kQ4_1 ||
-                             (w.format == QWeightFormat::kIntq && w.scheme.kind != IntqKind::kNf4);
   // Streaming GEMV: whole blocks.
-  if (integer_codes && in.m <= 8 && cols % in.block == 0 && in.block % 32 == 0) {
+  if (integer_codes(w) && in.m <= 8 && cols % in.block == 0 && in.block % 32 == 0) {
     if (w.scheme.bits == 4 && in.q_nib != nullptr && stream_rows<Nibbles>(w, r0, r1, in, y, ldy)) return true;
     if (w.scheme.bits == 8 && cols % 64 == 0 && stream_rows<Bytes>(w, r0, r1, in, y, ldy)) return true;
   }
   // The tile kernel: blocks of 32 (cols a multiple of 64) or of whole chunks of 64 within a group.
-  const bool blocks = (in.block == 32 && cols % 64 == 0) || (in.block % 64 == 0 && w.group_size % in.block == 0);
-  if (!integer_codes || !blocks || w.group_size % in.block != 0 || (w.scheme.bits == 4 && in.q_pairs == nullptr))
+  const bool blocks = (in.block == 32 && cols % 64 == 0) || in.block % 64 == 0;
+  if (!integer_codes(w) || !blocks || w.group_size % in.block != 0 || (w.scheme.bits == 4 && in.q_pairs == nullptr))
     return false;
   rows_unsigned(w, r0, r1, in, y, ldy);
   return true;

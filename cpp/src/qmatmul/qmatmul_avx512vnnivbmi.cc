@@ -54,7 +54,7 @@ struct Packed {
 bool qdot_rows_int8(const QWeight& w, std::size_t r0, std::size_t r1, const QInputInt8& in, float* y,
                     std::size_t ldy) {
   const int bits = w.scheme.bits;
-  if (w.format != QWeightFormat::kIntq || w.scheme.kind == IntqKind::kNf4 || (bits != 2 && bits != 3)) return false;
+  if (!plain_integer_codes(w) || (bits != 2 && bits != 3)) return false;
   if (in.m > 8 || w.cols % 64 != 0 || w.cols % in.block != 0 || in.block % 32 != 0) return false;
   return bits == 3 ? stream_rows<Packed<3>>(w, r0, r1, in, y, ldy) : stream_rows<Packed<2>>(w, r0, r1, in, y, ldy);
 }

@@ -202,8 +202,7 @@ void rows_8bit(const QWeight& w, std::size_t r0, std::size_t r1, const QInputInt
 #include "qmatmul_decoded.h"
 
 void gemv_rows(const QWeight& w, std::size_t r0, std::size_t r1, const QInput& in, float* y, std::size_t ldy) {
-  const bool integer = w.format == QWeightFormat::kIntq && w.scheme.kind != IntqKind::kNf4 &&
-                       w.group_size % 32 == 0 && in.m <= 8;
+  const bool integer = plain_integer_codes(w) && w.group_size % 32 == 0 && in.m <= 8;
   if (integer && w.scheme.bits == 4 && in.x_pairs != nullptr) return gemv_int<4>(w, r0, r1, in, y, ldy);
   if (integer && w.scheme.bits == 8) return gemv_int<8>(w, r0, r1, in, y, ldy);
   decoded::gemv_rows(w, r0, r1, in, y, ldy);

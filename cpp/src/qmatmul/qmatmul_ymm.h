@@ -2,10 +2,10 @@
 // namespace, compiled with its own flags): one row's group parameters as float arrays, and the
 // int8-activation inner loops.
 //
-// The int8 loops (rows_stream, rows_tile): exactness: sum(code * q) over a block is formed in int32 lanes
-// and zero * sum(q) taken off before any conversion, so idot - zero * sum(q) is exact; each
-// block's 8 int32 lanes are then converted to float and scaled by sx * scale, and lanes are
-// summed once per row. Only the float epilogue's summation order differs from
+// The int8 loops (rows_stream, rows_tile): exactness: sum(code * q) over a block is formed in
+// int32 lanes and zero * sum(q) taken off before any conversion, so idot - zero * sum(q) is
+// exact; each block's int32 lanes are then converted to float and scaled by sx * scale, and
+// lanes are summed once per row. Only the float epilogue's summation order differs from
 // scalar::qdot_rows_int8.
 // Requires: in.block % 32 == 0, w.cols % 32 == 0, w.group_size % in.block == 0.
 namespace ymm {
@@ -286,10 +286,8 @@ constexpr std::size_t kStreamRows = 2;
 inline void qdot_rows(const QWeight& w, std::size_t r0, std::size_t r1, const QInputInt8& in, uint8_t* buf,
                       float* y, std::size_t ldy) {
   const bool aligned = in.block % 32 == 0 && w.cols % 32 == 0 && w.group_size % in.block == 0;
-  const bool integer_codes = w.format == QWeightFormat::kQ4_1 ||
-                             (w.format == QWeightFormat::kIntq && w.scheme.kind != IntqKind::kNf4);
   const bool streams = w.scheme.bits == 8 || w.scheme.bits == 4;  // 2- and 3-bit codes need unpacking
-  if (aligned && integer_codes && (in.m > kStreamRows || !streams) && (w.scheme.bits != 4 || in.q_pairs != nullptr))
+  if (aligned && integer_codes(w) && (in.m > kStreamRows || !streams) && (w.scheme.bits != 4 || in.q_pairs != nullptr))
     return rows_tile(w, r0, r1, in, y, ldy);
   if (aligned && w.scheme.bits == 4 && in.q_pairs != nullptr) return rows_stream<true>(w, r0, r1, in, y, ldy);
   if (aligned && w.scheme.bits == 8 && w.format == QWeightFormat::kIntq)
