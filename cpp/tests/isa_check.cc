@@ -7,10 +7,12 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cmath>
 #include <cstring>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "quantcore/dispatch.h"
@@ -284,24 +286,22 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::mt19937_64 rng(12345);
-  qc::force_isa("scalar");
-  const qc::Fp8Kernels& ref = qc::fp8_kernels();
-  qc::force_isa(argv[1]);
-  const qc::Fp8Kernels& simd = qc::fp8_kernels();
-  if (&ref == &simd && std::string(argv[1]) != "scalar") {
-    std::fprintf(stderr, "isa_check: %s selected the scalar table\n", argv[1]);
-    return 1;
-  }
-  check_fp8(ref, simd, rng);
-  qc::force_isa("scalar");
-  const qc::QmatmulKernels& qref = qc::qmatmul_kernels();
-  qc::force_isa(argv[1]);
-  const qc::QmatmulKernels& qsimd = qc::qmatmul_kernels();
-  if (&qref == &qsimd && std::string(argv[1]) != "scalar") {
-    std::fprintf(stderr, "isa_check: %s selected the scalar qmatmul table\n", argv[1]);
-    return 1;
-  }
-  check_qmatmul(qref, qsimd, rng);
+  // each family's scalar table and the ISA's, which must not be the scalar one
+  auto tables = [&](auto& get, const char* family) {
+    qc::force_isa("scalar");
+    const auto* ref = &get();
+    qc::force_isa(argv[1]);
+    const auto* simd = &get();
+    if (ref == simd && std::string(argv[1]) != "scalar") {
+      std::fprintf(stderr, "isa_check: %s selected the scalar %s table\n", argv[1], family);
+      std::exit(1);
+    }
+    return std::pair{ref, simd};
+  };
+  const auto [ref, simd] = tables(qc::fp8_kernels, "fp8");
+  check_fp8(*ref, *simd, rng);
+  const auto [qref, qsimd] = tables(qc::qmatmul_kernels, "qmatmul");
+  check_qmatmul(*qref, *qsimd, rng);
   std::printf("%s: %s\n", argv[1], g_failures == 0 ? "all kernels match scalar" : "MISMATCHES");
   return g_failures == 0 ? 0 : 1;
 }
