@@ -37,25 +37,38 @@ thread_local bool t_inside_pool_task = false;
 // Workers sleep on `wake_` until a job is posted. Each job owns its chunk counter, so a
 // worker still finishing an old job can never claim chunks of a newer one.
 //
-// Before sleeping, a worker spins for up to kSpin on the posted generation, and the caller
-// spins as long on its job's pending count before waiting on `done_`: a model's decode step
-// posts a small job every few microseconds, and a futex wake-up cost more than the job
-// (measured: a 576 x 576 int4 GEMV took 29 us on one thread and 43 us on two with sleeping
-// workers). Spinning stops at once when work arrives, so it only ever burns kSpin per job.
+// Before sleeping, a worker spins on the posted generation, and the caller spins on its job's
+// pending count before waiting on `done_`: a model's decode step posts a small job every few
+// microseconds, and a futex wake-up cost more than the job (measured: a 576 x 576 int4 GEMV
+// took 29 us on one thread and 43 us on two with sleeping workers). Worse, a worker woken from
+// its sleep often lands on the caller's CPU (67 of 101 wake-ups after a 5 ms sleep, measured
+// here) and does nothing until the caller's share of the job is over.
+//
+// How long a worker spins after a job follows the gaps between jobs: kLongSpin when the job
+// came within kLongSpin of the one before it and took less than kLongSpin itself, else kSpin.
+// In a decode loop the gaps are the numpy work between the layers' GEMVs (SmolLM2-135M: 17 us
+// median, 190 us at the 99th percentile); int4 g64 decode, 16 tokens, median of 12 interleaved
+// runs: 42 tokens/s with 50 us of spinning, 50 with 1 ms (a second run: 52 and 57). Jobs far
+// apart (a GEMV now and then, or between other multi-threaded work such as numpy's BLAS) keep
+// the short spin, so the workers do not hold a core that other threads want; so do long jobs (a
+// GEMM), beside which a wake-up costs little. Spinning stops at once when work arrives.
 constexpr auto kSpin = std::chrono::microseconds(50);
+constexpr auto kLongSpin = std::chrono::microseconds(1000);
 
 struct Job {
   const std::function<void(std::size_t)>* fn;
   std::size_t n_chunks;
+  std::chrono::steady_clock::time_point posted;
+  bool follows_closely;  // posted within kLongSpin of the previous job's end
   std::atomic<std::size_t> next_chunk{0};
   std::atomic<std::size_t> pending;
   std::exception_ptr error;  // guarded by ThreadPool::mutex_
 };
 
-// Spin until done() or kSpin has passed; true if done() became true.
+// Spin until done() or `limit` has passed; true if done() became true.
 template <class Done>
-bool spin_until(const Done& done) {
-  const auto until = std::chrono::steady_clock::now() + kSpin;
+bool spin_until(const Done& done, std::chrono::nanoseconds limit) {
+  const auto until = std::chrono::steady_clock::now() + limit;
   for (int i = 0;; ++i) {
     if (done()) return true;
     if ((i & 63) == 63 && std::chrono::steady_clock::now() >= until) return false;
@@ -87,6 +100,8 @@ class ThreadPool {
     auto job = std::make_shared<Job>();
     job->fn = &chunk_fn;
     job->n_chunks = n_chunks;
+    job->posted = std::chrono::steady_clock::now();
+    job->follows_closely = job->posted - last_end_ < kLongSpin;
     job->pending = n_chunks;
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -96,19 +111,21 @@ class ThreadPool {
     wake_.notify_all();
     work_on(*job);
     auto finished = [&] { return job->pending.load(std::memory_order_acquire) == 0; };
-    spin_until(finished);
+    spin_until(finished, kSpin);
     std::unique_lock<std::mutex> lock(mutex_);
     done_.wait(lock, finished);
     job_.reset();
+    last_end_ = std::chrono::steady_clock::now();
     if (job->error) std::rethrow_exception(job->error);
   }
 
  private:
   void worker_loop() {
     std::uint64_t seen = 0;
+    std::chrono::microseconds spin = kSpin;
     for (;;) {
       std::shared_ptr<Job> job;
-      spin_until([&] { return posted_.load(std::memory_order_acquire) != seen; });
+      spin_until([&] { return posted_.load(std::memory_order_acquire) != seen; }, spin);
       {
         std::unique_lock<std::mutex> lock(mutex_);
         wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
@@ -116,7 +133,11 @@ class ThreadPool {
         seen = generation_;
         job = job_;
       }
-      if (job) work_on(*job);
+      if (job) {
+        work_on(*job);
+        const bool short_job = std::chrono::steady_clock::now() - job->posted < kLongSpin;
+        spin = job->follows_closely && short_job ? kLongSpin : kSpin;
+      }
     }
   }
 
@@ -148,6 +169,7 @@ class ThreadPool {
   std::shared_ptr<Job> job_;
   std::uint64_t generation_ = 0;           // guarded by mutex_
   std::atomic<std::uint64_t> posted_{0};  // generation_, readable without the lock
+  std::chrono::steady_clock::time_point last_end_{};  // when the last job returned (run_mutex_)
   bool stop_ = false;
 };
 
