@@ -66,7 +66,7 @@ void gemv_decoded(const QWeight& w, std::size_t r0, std::size_t r1, const QInput
 }
 
 // The 16 weights codes 0..15 stand for in group g (parameters p of the row).
-__m512 table_4bit(const QWeight& w, const ymm::RowGroups& p, std::size_t g) {
+inline __m512 table_4bit(const QWeight& w, const ymm::RowGroups& p, std::size_t g) {
   const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   const __m512 scale = _mm512_set1_ps(p.scale[g]);
   if (w.format == QWeightFormat::kQ4_1)  // c * d, rounded, then + m (no fused multiply-add)
@@ -133,7 +133,7 @@ struct Table256 {
   __m256 lo, hi;
 };
 
-Table256 table_4bit_256(const QWeight& w, const ymm::RowGroups& p, std::size_t g) {
+inline Table256 table_4bit_256(const QWeight& w, const ymm::RowGroups& p, std::size_t g) {
   const __m512 t = table_4bit(w, p, g);
   return {_mm512_castps512_ps256(t), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(t), 1))};
 }

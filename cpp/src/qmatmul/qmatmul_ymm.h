@@ -11,20 +11,38 @@
 namespace ymm {
 
 // A row's group parameters, converted once per row instead of once per group:
-// W = (code - zero[g]) * scale[g] + offset[g] (zero as float; see scalar::int_group).
+// W = (code - zero[g]) * scale[g] + offset[g] (zero as float; see scalar::int_group). One
+// RowGroups serves one weight: zero and offset, where they are the same for every row, are
+// written by the first row_groups call only.
 struct RowGroups {
   std::vector<float> scale, zero, offset;
+  bool constants_set = false;
   explicit RowGroups(std::size_t n) : scale(n), zero(n), offset(n) {}
 };
 
+// dst[0, n) = the float16 (or bfloat16) values src[0, n), 8 at a time (the last few through a
+// zero-padded copy).
 inline void load_halves(const uint16_t* src, std::size_t n, bool bf16, float* dst) {
+  auto convert = [bf16](__m128i h) {
+    return bf16 ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)) : _mm256_cvtph_ps(h);
+  };
   std::size_t g = 0;
-  for (; g + 8 <= n; g += 8) {
-    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + g));
-    _mm256_storeu_ps(dst + g, bf16 ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16))
-                                   : _mm256_cvtph_ps(h));
+  for (; g + 8 <= n; g += 8) _mm256_storeu_ps(dst + g, convert(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + g))));
+  if (g < n) {
+    alignas(16) uint16_t h[8] = {};
+    alignas(32) float f[8];
+    std::copy(src + g, src + n, h);
+    _mm256_store_ps(f, convert(_mm_load_si128(reinterpret_cast<const __m128i*>(h))));
+    std::copy(f, f + (n - g), dst + g);
   }
-  for (; g < n; ++g) dst[g] = scalar::load_scale(src, g, bf16 ? ScaleType::kBFloat16 : ScaleType::kFloat16);
+}
+
+// dst[0, n) = the uint8 values src[0, n) as floats.
+inline void load_bytes(const uint8_t* src, std::size_t n, float* dst) {
+  std::size_t g = 0;
+  for (; g + 8 <= n; g += 8)
+    _mm256_storeu_ps(dst + g, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(src + g)))));
+  for (; g < n; ++g) dst[g] = static_cast<float>(src[g]);
 }
 
 inline void row_groups(const QWeight& w, std::size_t r, RowGroups& p) {
@@ -36,19 +54,14 @@ inline void row_groups(const QWeight& w, std::size_t r, RowGroups& p) {
                 p.scale.data());
   if (w.format == QWeightFormat::kQ4_1) {
     load_halves(static_cast<const uint16_t*>(w.zeros) + first, n, false, p.offset.data());
-    std::fill_n(p.zero.data(), n, 0.0f);
-    return;
-  }
-  std::fill_n(p.offset.data(), n, 0.0f);
-  if (w.format == QWeightFormat::kIntq && w.scheme.kind == IntqKind::kAsymmetric) {
-    const uint8_t* z = static_cast<const uint8_t*>(w.zeros) + first;
-    for (std::size_t g = 0; g < n; ++g) p.zero[g] = static_cast<float>(z[g]);
-  } else {
+  } else if (w.format == QWeightFormat::kIntq && w.scheme.kind == IntqKind::kAsymmetric) {
+    load_bytes(static_cast<const uint8_t*>(w.zeros) + first, n, p.zero.data());
+  } else if (!p.constants_set) {
     const bool offset_binary = w.format == QWeightFormat::kIntq && w.scheme.kind == IntqKind::kSymmetric;
     std::fill_n(p.zero.data(), n, offset_binary ? static_cast<float>(1 << (w.scheme.bits - 1)) : 0.0f);
   }
+  p.constants_set = true;  // offset stays 0 (as constructed) but for q4_1, zero 0 for q4_1
 }
-
 
 inline float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
