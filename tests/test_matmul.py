@@ -263,6 +263,12 @@ INT8_CONFIGS = [c for c in CONFIGS if c[0] in INT8_SCHEMES] + [
     # q4_1's offsets in the streaming GEMV: float16 m read in place (1024), 20 blocks (640)
     ("q4_1", 32, False, np.float16, 1024),
     ("q4_1", 32, False, np.float16, 640),
+    # 4-bit rows ending in half a chunk of 128 codes (the VNNI streaming GEMV's masked last
+    # step): folded chunks before it, a scale per row or per tensor, q4_1's offsets
+    ("q4_0", 32, True, np.float16, 576),
+    ("int4", -1, True, np.float16, 576),
+    ("int4", 0, False, np.float16, 448),
+    ("q4_1", 32, False, np.float16, 704),
 ]
 
 

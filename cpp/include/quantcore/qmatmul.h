@@ -74,9 +74,9 @@ struct QInputInt8 {
   const float* sx;       // [m, n_blocks] block scales
   const int32_t* qsum;   // [m, n_blocks] sum of q per block
   std::size_t m, block, n_blocks;
-  const int8_t* q_nib = nullptr;  // null, or (bits 4, cols % 128 == 0) q with each block of 128
+  const int8_t* q_nib = nullptr;  // null, or (bits 4, cols % 64 == 0) q with each block of 128
                                   // as its 64 even then its 64 odd positions: the low and the high
-                                  // nibbles of the block's 64 bytes
+                                  // nibbles of the block's 64 bytes (a last block of 64: 32 and 32)
 };
 
 // One signature per kernel; every ISA namespace (scalar, avx2, avx512, neon) provides all. Rows

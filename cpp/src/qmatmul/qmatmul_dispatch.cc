@@ -38,13 +38,15 @@ void to_pairs(const T* src, std::size_t cols, T* dst) {
     }
 }
 
-// Each block of 128 as its 64 even then its 64 odd positions.
+// Each block of 128 as its 64 even then its 64 odd positions (a last block of 64: 32 and 32).
 void to_nibbles(const int8_t* src, std::size_t cols, int8_t* dst) {
-  for (std::size_t b = 0; b < cols; b += 128)
-    for (std::size_t j = 0; j < 64; ++j) {
+  for (std::size_t b = 0; b < cols; b += 128) {
+    const std::size_t half = std::min<std::size_t>(128, cols - b) / 2;
+    for (std::size_t j = 0; j < half; ++j) {
       dst[b + j] = src[b + 2 * j];
-      dst[b + 64 + j] = src[b + 2 * j + 1];
+      dst[b + half + j] = src[b + 2 * j + 1];
     }
+  }
 }
 
 // Each block of 64 as 8 vectors of 8: vector t holds positions 8j + t (the 4-bit codes that a
@@ -118,7 +120,7 @@ void qmatmul(const QWeight& w, const float* x, std::size_t m, const float* bias,
       std::max<std::size_t>(1, std::min(kGemvGrain / cols, (rows + 4 * threads - 1) / (4 * threads)));
   if (int8_activations) {
     const std::size_t n_blocks = (cols + block - 1) / block;
-    const bool nib = pairs && cols % 128 == 0 && m <= 8;
+    const bool nib = pairs && cols % 64 == 0 && m <= 8;
     LineVector<int8_t> q(m * cols), q_pairs(pairs ? m * cols : 0), q_nib(nib ? m * cols : 0);
     std::vector<float> sx(m * n_blocks);
     std::vector<int32_t> qsum(m * n_blocks);

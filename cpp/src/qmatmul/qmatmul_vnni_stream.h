@@ -13,9 +13,11 @@
 // sx * scale. Blocks smaller than a chunk (32 or 64 codes; group a multiple of the block): each lane is
 // converted to float, its block's zero * sum(q) (an exact float, < 2^24) is taken off the
 // block's first lane, and it is scaled by its block's sx * scale.
-// q4_1 (nibbles, zero 0) adds m * sx * sum(q) per block. Requires: w.cols a multiple of the
-// chunk (128 codes for nibbles, else 64), integer codes (kIntq but not nf4, or kQ4_1), in.q_nib
-// set for nibbles.
+// q4_1 (nibbles, zero 0) adds m * sx * sum(q) per block. A row of 4-bit codes may end in half a
+// chunk (64 codes, w.cols = 128k + 64, e.g. 576; blocks smaller than a chunk only): its 32 bytes
+// and 64 q are read with masked loads and the other lanes of the chunk hold zeros. Requires:
+// w.cols a multiple of the chunk (of 64 codes for nibbles), integer codes (kIntq but not nf4, or
+// kQ4_1), in.q_nib set for nibbles.
 
 // Four 16-lane int32 vectors folded into one: lane 4L + j = the sum of lanes 4L .. 4L + 3 of
 // d_j (the 4 lanes of its 128-bit lane L).
@@ -48,6 +50,7 @@ void gemv_stream(const QWeight& w, std::size_t r0, std::size_t r1, const QInputI
   constexpr bool kNib = Codes::kNibbles;
   constexpr std::size_t kChunk = kNib ? 128 : 64, kLaneCodes = kChunk / 16;
   const std::size_t cols = w.cols, n_chunks = cols / kChunk, block = in.block;
+  const bool half_chunk = cols % kChunk != 0;  // the row's last 64 4-bit codes (see above)
   const std::size_t chunks_per_block = kBig ? block / kChunk : 1, blocks_per_chunk = kBig ? 1 : kChunk / block;
   const std::size_t n_groups = cols / w.group_size, blocks_per_group = w.group_size / block;
   const int8_t* q_all = kNib ? in.q_nib : in.q;
@@ -65,6 +68,7 @@ void gemv_stream(const QWeight& w, std::size_t r0, std::size_t r1, const QInputI
     lane_block = _mm512_load_si512(idx);
   }
   const __mmask16 chunk_blocks = static_cast<__mmask16>((1u << blocks_per_chunk) - 1);
+  const __mmask16 half_blocks = static_cast<__mmask16>((1u << (blocks_per_chunk / 2)) - 1);
   // 8-bit codes in blocks of 32, eight chunks at a time: in fold f (chunks 4f .. 4f + 3), lane
   // 4L + j is half L % 2 of block 2j + L / 2 of chunk 4f + j, so block k = 2j + h (of the 16)
   // is lane 8h + j % 4 plus lane 8h + j % 4 + 4 of fold j / 4 (permutex2var: fold 1 is +16)
@@ -84,7 +88,7 @@ void gemv_stream(const QWeight& w, std::size_t r0, std::size_t r1, const QInputI
   // a quarter of the time with 128 groups per row.
   constexpr std::size_t kFold = kNib ? 4 : 8;
   const bool folded = !kBig && blocks_per_chunk == 16 / kFold;
-  const bool direct = folded && n_chunks % kFold == 0 && w.scheme.scale_type == ScaleType::kFloat16 &&
+  const bool direct = folded && n_chunks % kFold == 0 && !half_chunk && w.scheme.scale_type == ScaleType::kFloat16 &&
                       w.scale_stride != 0 && blocks_per_group == 1;
   const bool has_offset = w.format == QWeightFormat::kQ4_1;
   const bool asymmetric = w.format == QWeightFormat::kIntq && w.scheme.kind == IntqKind::kAsymmetric;
@@ -93,7 +97,7 @@ void gemv_stream(const QWeight& w, std::size_t r0, std::size_t r1, const QInputI
   // parameters repeated per block, once per row, unless every 16 blocks of the folded loop lie
   // in one group (whole rows folded, groups of 512k): then they are broadcast.
   const bool spread = !kBig && blocks_per_group > 1;
-  const bool broadcast = spread && folded && n_chunks % kFold == 0 && blocks_per_group % 16 == 0;
+  const bool broadcast = spread && folded && n_chunks % kFold == 0 && !half_chunk && blocks_per_group % 16 == 0;
   std::vector<float> block_scale(spread ? in.n_blocks : 0), block_zero(spread ? in.n_blocks : 0);
   const float* ps = spread ? block_scale.data() : p.scale.data();
   const float* pz = spread ? block_zero.data() : p.zero.data();
@@ -168,16 +172,21 @@ void gemv_stream(const QWeight& w, std::size_t r0, std::size_t r1, const QInputI
         };
         add_terms(0, in.n_blocks, block_term, acc0, acc1);
       } else {
-        auto chunk_term = [&](std::size_t c) {
+        // chunk c's lanes (d: its int32 sums) corrected and scaled per block; `blocks` masks the
+        // chunk's blocks that exist
+        auto chunk_lanes = [&](std::size_t c, __m512i sums, __mmask16 blocks) {
           const std::size_t b0 = c * blocks_per_chunk;
-          const __m512 d = _mm512_cvtepi32_ps(chunk_dot(c, _mm512_setzero_si512()));
+          const __m512 d = _mm512_cvtepi32_ps(sums);
           auto lanes = [&](const float* v) {
-            return _mm512_permutexvar_ps(lane_block, _mm512_maskz_loadu_ps(chunk_blocks, v + b0));
+            return _mm512_permutexvar_ps(lane_block, _mm512_maskz_loadu_ps(blocks, v + b0));
           };
-          const __m512 qs = _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(chunk_blocks, qsum + b0));
+          const __m512 qs = _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(blocks, qsum + b0));
           const __m512 correction = _mm512_maskz_permutexvar_ps(
-              first_lane, lane_block, _mm512_mul_ps(qs, _mm512_maskz_loadu_ps(chunk_blocks, pz + b0)));
+              first_lane, lane_block, _mm512_mul_ps(qs, _mm512_maskz_loadu_ps(blocks, pz + b0)));
           return std::pair{_mm512_sub_ps(d, correction), _mm512_mul_ps(lanes(sx), lanes(ps))};
+        };
+        auto chunk_term = [&](std::size_t c) {
+          return chunk_lanes(c, chunk_dot(c, _mm512_setzero_si512()), chunk_blocks);
         };
         std::size_t c = 0;
         // blocks of 32: 16 blocks at a time, each block's lanes summed in integers first
@@ -217,6 +226,17 @@ void gemv_stream(const QWeight& w, std::size_t r0, std::size_t r1, const QInputI
           }
         }
         add_terms(c, n_chunks, chunk_term, acc0, acc1);
+        if (half_chunk) {  // 32 bytes of codes, their 32 low-nibble then 32 high-nibble q
+          const __mmask64 half = 0xFFFFFFFFull;
+          const __m512i bytes = _mm512_maskz_loadu_epi8(half, row + 64 * n_chunks);
+          const int8_t* qh = q + 128 * n_chunks;
+          const __m512i lo = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(bytes, low),
+                                                 _mm512_maskz_loadu_epi8(half, qh));
+          const __m512i d = _mm512_dpbusd_epi32(lo, _mm512_and_si512(_mm512_srli_epi16(bytes, 4), low),
+                                                _mm512_maskz_loadu_epi8(half, qh + 32));
+          const auto [v, scale] = chunk_lanes(n_chunks, d, half_blocks);
+          acc0 = _mm512_fmadd_ps(v, scale, acc0);
+        }
       }
       for (std::size_t b = 0; has_offset && b < in.n_blocks; b += 16) {
         const __mmask16 mask = in.n_blocks - b >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (in.n_blocks - b)) - 1);
