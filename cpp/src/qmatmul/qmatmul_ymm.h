@@ -20,20 +20,19 @@ struct RowGroups {
   explicit RowGroups(std::size_t n) : scale(n), zero(n), offset(n) {}
 };
 
-// dst[0, n) = the float16 (or bfloat16) values src[0, n), 8 at a time (the last few through a
-// zero-padded copy).
+// dst[0, n) = the float16 (or bfloat16) values src[0, n), 8 at a time, the last few one by one.
+// (A zero-padded copy through the stack for the last few cost the fp8 GEMV with a scale per row
+// a third of its speed from DRAM: 3.4-3.6x -> 2.2-2.3x numpy, same-machine A/B.)
 inline void load_halves(const uint16_t* src, std::size_t n, bool bf16, float* dst) {
-  auto convert = [bf16](__m128i h) {
-    return bf16 ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)) : _mm256_cvtph_ps(h);
-  };
   std::size_t g = 0;
-  for (; g + 8 <= n; g += 8) _mm256_storeu_ps(dst + g, convert(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + g))));
-  if (g < n) {
-    alignas(16) uint16_t h[8] = {};
-    alignas(32) float f[8];
-    std::copy(src + g, src + n, h);
-    _mm256_store_ps(f, convert(_mm_load_si128(reinterpret_cast<const __m128i*>(h))));
-    std::copy(f, f + (n - g), dst + g);
+  for (; g + 8 <= n; g += 8) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + g));
+    _mm256_storeu_ps(dst + g, bf16 ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16))
+                                   : _mm256_cvtph_ps(h));
+  }
+  for (; g < n; ++g) {
+    dst[g] = bf16 ? _mm_cvtss_f32(_mm_castsi128_ps(_mm_cvtsi32_si128(static_cast<int>(src[g]) << 16)))
+                  : _cvtsh_ss(src[g]);
   }
 }
 
