@@ -156,6 +156,13 @@ def test_layouts_out_bias_dtypes(isa):
         assert y.shape == (4,)
         ref, tol = reference(x, row)
         assert_close(y, ref[:, 0], tol[:, 0])
+        out_row = np.full((2, 2), np.nan, np.float32)  # a 2-D out for a 1-D weight: x [2, 2, 96]
+        assert quantcore.matmul(x.reshape(2, 2, 96), row, out=out_row) is out_row
+        assert_close(out_row.reshape(-1), ref[:, 0], tol[:, 0])
+        x2 = rng.standard_normal((6, qt.shape[1])).astype(np.float32)
+        out2 = np.full((6, 31), np.nan, np.float32)  # 2-D x and out, both C-contiguous: written in place
+        assert quantcore.matmul(x2, qt, out=out2) is out2
+        assert_close(out2, *reference(x2, qt))
 
 
 @pytest.mark.parametrize("isa", ISAS)
@@ -364,10 +371,11 @@ def test_errors():
         other = quantcore.quantize(np.ones((5, 96), np.float32), scheme, group_size=32)
         with pytest.raises(ValueError, match=f"matmul: activations='int8' needs integer codes.*{scheme}"):
             quantcore.matmul(x, other, activations="int8")
-    bad = x.copy()
-    bad[1, 3] = np.nan
-    with pytest.raises(ValueError, match="matmul: x must be finite with activations='int8'"):
-        quantcore.matmul(bad, qt, activations="int8")
+    for value in (np.nan, np.inf, -np.inf):
+        bad = x.copy()
+        bad[1, 3] = value
+        with pytest.raises(ValueError, match="matmul: x must be finite with activations='int8'"):
+            quantcore.matmul(bad, qt, activations="int8")
 
 
 def test_empty_batch():

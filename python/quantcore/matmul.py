@@ -72,6 +72,7 @@ bytes per thread).
 from __future__ import annotations
 
 import math
+import weakref
 
 import ml_dtypes
 import numpy as np
@@ -91,6 +92,27 @@ _FORMATS = {
     "nf4": (0, 2), "q4_0": (0, 0), "q8_0": (0, 0), "q4_1": (1, 0),
     "fp8_e4m3fn": (2, 0), "fp8_e5m2": (3, 0),
 }
+
+
+# QuantizedTensor -> the arguments of _core.qmatmul that depend on the tensor alone, found once
+_KERNEL_ARGS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _kernel_args(qt: QuantizedTensor) -> tuple:
+    """(format, kind, bits, scale type, group, codes, scales, zeros) for _core.qmatmul."""
+    args = _KERNEL_ARGS.get(qt)
+    if args is None:
+        fmt, kind = _FORMATS[qt.scheme]
+        if kind is None:
+            kind = 0 if qt.symmetric else 1
+        zeros = qt.zeros
+        if qt.scheme == "q4_1":
+            zeros = zeros.view(np.uint16)
+        group = qt.shape[-1] if qt.group_size == -1 else qt.group_size
+        scales = qt.scales.view(np.uint16) if qt.scales.dtype.itemsize == 2 else qt.scales
+        args = (fmt, kind, qt.bits, _SCALE_TYPE_CODE[qt.scales.dtype], group, qt.codes, scales, zeros)
+        _KERNEL_ARGS[qt] = args
+    return args
 
 
 def activation_block(qt: QuantizedTensor) -> int:
@@ -133,19 +155,22 @@ def matmul(x: np.ndarray, qt: QuantizedTensor, *, bias: np.ndarray | None = None
     """
     if not isinstance(qt, QuantizedTensor):
         raise TypeError(f"matmul: qt must be a QuantizedTensor (got {type(qt).__name__})")
-    if not (activations is None or (isinstance(activations, str) and activations in _ACTIVATIONS)):
+    int8 = activations is not None
+    if int8 and not (isinstance(activations, str) and activations in _ACTIVATIONS):
         raise ValueError(f"matmul: activations must be None or 'int8' (got {activations!r})")
-    if activations == "int8" and qt.scheme not in INT8_SCHEMES:
+    if int8 and qt.scheme not in INT8_SCHEMES:
         raise ValueError(f"matmul: activations='int8' needs integer codes: schemes {list(INT8_SCHEMES)} "
                          f"(got scheme {qt.scheme!r})")
-    a = as_array(x, "matmul", "x")
-    if a.dtype not in _X_DTYPES:
-        raise TypeError(f"matmul: x must be float32, float16 or bfloat16 (got dtype {a.dtype.name})")
+    a = x if isinstance(x, np.ndarray) else as_array(x, "matmul", "x")
+    x_dtype = a.dtype
+    if x_dtype is not _F32 and x_dtype not in _X_DTYPES:
+        raise TypeError(f"matmul: x must be float32, float16 or bfloat16 (got dtype {x_dtype.name})")
     in_features = qt.shape[-1]
-    if a.ndim == 0 or a.shape[-1] != in_features:
-        raise ValueError(f"matmul: x must have shape [..., {in_features}] (in_features of qt) (got {a.shape})")
+    x_shape = a.shape
+    if not x_shape or x_shape[-1] != in_features:
+        raise ValueError(f"matmul: x must have shape [..., {in_features}] (in_features of qt) (got {x_shape})")
     rows = 1 if len(qt.shape) == 1 else qt.shape[0]
-    lead = a.shape[:-1]
+    lead = x_shape[:-1]
     shape = lead if len(qt.shape) == 1 else lead + (rows,)
     b = None
     if bias is not None:
@@ -155,32 +180,32 @@ def matmul(x: np.ndarray, qt: QuantizedTensor, *, bias: np.ndarray | None = None
         if b.shape != (rows,):
             raise ValueError(f"matmul: bias must have shape ({rows},) (out_features of qt) (got {b.shape})")
         b = np.ascontiguousarray(b, dtype=np.float32)
+    direct = False
     if out is not None:
-        check_out(out, "matmul", shape, _F32)
+        if not isinstance(out, np.ndarray) or out.shape != shape or out.dtype is not _F32:
+            check_out(out, "matmul", shape, _F32)
+        flags = out.flags
+        if not flags.writeable:
+            check_out(out, "matmul", shape, _F32)
+        direct = flags.c_contiguous
     perm = getattr(qt, "perm", None)
-    x2 = a.reshape(-1, in_features)
-    if perm is not None:
-        perm = np.asarray(perm)
-        if perm.shape != (in_features,) or perm.dtype.kind not in "iu":
-            raise ValueError(f"matmul: qt.perm must be an integer array of shape ({in_features},) "
-                             f"(got {perm.dtype.name} {perm.shape})")
-        x2 = np.take(x2, perm, axis=1)  # one gather per call; an out-of-range index raises IndexError
-    x2 = np.ascontiguousarray(x2, dtype=np.float32)
-    if activations == "int8" and not np.isfinite(x2).all():
-        raise ValueError("matmul: x must be finite with activations='int8' (got NaN or inf)")
-    direct = out is not None and out.flags.c_contiguous
-    y = out.reshape(-1, rows) if direct else np.empty((x2.shape[0], rows), np.float32)
-    fmt, kind = _FORMATS[qt.scheme]
-    if kind is None:
-        kind = 0 if qt.symmetric else 1
-    zeros = qt.zeros
-    if qt.scheme == "q4_1":
-        zeros = zeros.view(np.uint16)
-    group = in_features if qt.group_size == -1 else qt.group_size
-    codes = qt.codes
-    _core.qmatmul(x2, fmt, kind, qt.bits, _SCALE_TYPE_CODE[qt.scales.dtype], group, codes,
-                  qt.scales.view(np.uint16) if qt.scales.dtype.itemsize == 2 else qt.scales, zeros, b, y,
-                  activations == "int8", activation_block(qt))
+    if perm is None and x_dtype is _F32 and len(x_shape) == 2 and a.flags.c_contiguous:
+        x2 = a  # the common case, with nothing to convert (each numpy call costs ~10-60 us when its
+        # code has been evicted from the caches, e.g. by the previous layer's GEMV)
+    else:
+        x2 = a.reshape(-1, in_features)
+        if perm is not None:
+            perm = np.asarray(perm)
+            if perm.shape != (in_features,) or perm.dtype.kind not in "iu":
+                raise ValueError(f"matmul: qt.perm must be an integer array of shape ({in_features},) "
+                                 f"(got {perm.dtype.name} {perm.shape})")
+            x2 = np.take(x2, perm, axis=1)  # one gather per call; an out-of-range index raises IndexError
+        x2 = np.ascontiguousarray(x2, dtype=np.float32)
+    if direct:
+        y = out if len(qt.shape) == 2 and out.ndim == 2 else out.reshape(-1, rows)
+    else:
+        y = np.empty((x2.shape[0], rows), np.float32)
+    _core.qmatmul(x2, *_kernel_args(qt), b, y, int8, activation_block(qt))
     if direct:
         return out
     if out is not None:
