@@ -17,15 +17,16 @@ inline void require(bool ok, const std::string& message) {
   if (!ok) throw std::invalid_argument(message);
 }
 
-// A C-contiguous array whose items are `itemsize` bytes; writable when `writable`.
+// A C-contiguous array whose items are `itemsize` bytes; writable when `writable`. The messages
+// are built only for an array that fails (every kernel call checks its arrays).
 inline void check_buffer(const py::array& a, const char* fn, const char* arg, py::ssize_t itemsize,
                          bool writable) {
-  require(a.itemsize() == itemsize, std::string(fn) + ": " + arg + " must have " +
-                                        std::to_string(itemsize) + "-byte items (got " +
-                                        std::to_string(a.itemsize()) + ")");
-  require((a.flags() & py::array::c_style) != 0,
-          std::string(fn) + ": " + arg + " must be C-contiguous");
-  if (writable) require(a.writeable(), std::string(fn) + ": " + arg + " must be writable");
+  if (a.itemsize() != itemsize)
+    throw std::invalid_argument(std::string(fn) + ": " + arg + " must have " + std::to_string(itemsize) +
+                                "-byte items (got " + std::to_string(a.itemsize()) + ")");
+  if ((a.flags() & py::array::c_style) == 0)
+    throw std::invalid_argument(std::string(fn) + ": " + arg + " must be C-contiguous");
+  if (writable && !a.writeable()) throw std::invalid_argument(std::string(fn) + ": " + arg + " must be writable");
 }
 
 template <class T>

@@ -29,14 +29,15 @@ void qmatmul(const py::array& x, int format, int kind, int bits, int scale_type,
              const py::array& codes, const py::array& scales, const py::object& zeros_obj,
              const py::object& bias_obj, py::array& out, bool int8_activations, py::ssize_t block) {
   const char* fn = "matmul";
-  require(format >= 0 && format <= 3, "matmul: format must be 0..3 (got " + std::to_string(format) + ")");
+  if (format < 0 || format > 3)
+    throw std::invalid_argument("matmul: format must be 0..3 (got " + std::to_string(format) + ")");
   require(kind >= 0 && kind <= 2, "matmul: kind must be 0, 1 or 2");
   require(scale_type >= 0 && scale_type <= 2, "matmul: scale_type must be 0, 1 or 2");
   const auto fmt = static_cast<QWeightFormat>(format);
   const IntqScheme s{static_cast<IntqKind>(kind), bits, static_cast<ScaleType>(scale_type)};
   const bool bits_ok = fmt == QWeightFormat::kIntq ? (s.kind == IntqKind::kNf4 ? bits == 4 : bits >= 2 && bits <= 8)
                                                    : bits == (fmt == QWeightFormat::kQ4_1 ? 4 : 8);
-  require(bits_ok, "matmul: bits do not match the format (got " + std::to_string(bits) + ")");
+  if (!bits_ok) throw std::invalid_argument("matmul: bits do not match the format (got " + std::to_string(bits) + ")");
   check_buffer(x, fn, "x", 4, false);
   check_buffer(codes, fn, "codes", 1, false);
   check_buffer(scales, fn, "scales", s.scale_type == ScaleType::kFloat32 ? 4 : 2, false);
