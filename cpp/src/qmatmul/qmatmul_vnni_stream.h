@@ -172,8 +172,8 @@ void gemv_stream(const QWeight& w, std::size_t r0, std::size_t r1, const QInputI
         };
         add_terms(0, in.n_blocks, block_term, acc0, acc1);
       } else {
-        // chunk c's lanes (d: its int32 sums) corrected and scaled per block; `blocks` masks the
-        // chunk's blocks that exist
+        // chunk c's int32 lanes `sums` corrected and scaled per block; `blocks` masks the chunk's
+        // blocks that exist (the lanes of the others are 0)
         auto chunk_lanes = [&](std::size_t c, __m512i sums, __mmask16 blocks) {
           const std::size_t b0 = c * blocks_per_chunk;
           const __m512 d = _mm512_cvtepi32_ps(sums);

@@ -39,8 +39,10 @@ inline void load_halves(const uint16_t* src, std::size_t n, bool bf16, float* ds
 // dst[0, n) = the uint8 values src[0, n) as floats.
 inline void load_bytes(const uint8_t* src, std::size_t n, float* dst) {
   std::size_t g = 0;
-  for (; g + 8 <= n; g += 8)
-    _mm256_storeu_ps(dst + g, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(src + g)))));
+  for (; g + 8 <= n; g += 8) {
+    const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(src + g));
+    _mm256_storeu_ps(dst + g, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes)));
+  }
   for (; g < n; ++g) dst[g] = static_cast<float>(src[g]);
 }
 
@@ -59,7 +61,7 @@ inline void row_groups(const QWeight& w, std::size_t r, RowGroups& p) {
     const bool offset_binary = w.format == QWeightFormat::kIntq && w.scheme.kind == IntqKind::kSymmetric;
     std::fill_n(p.zero.data(), n, offset_binary ? static_cast<float>(1 << (w.scheme.bits - 1)) : 0.0f);
   }
-  p.constants_set = true;  // offset stays 0 (as constructed) but for q4_1, zero 0 for q4_1
+  p.constants_set = true;  // offset (but for q4_1) and q4_1's zero keep the 0 they were built with
 }
 
 inline float hsum(__m256 v) {
