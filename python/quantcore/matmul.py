@@ -34,26 +34,30 @@ else 0; q4_1 has zero = 0). This is llama.cpp's q8 activation scheme, with a flo
 With int8 activations and M <= 8, integer codes (int4 / int8 sym or asym, q4_0, q4_1, q8_0;
 int2 / int3 on CPUs with VBMI, unpacked in registers) stream from the packed rows straight into
 vpdpbusd (AVX-512 VNNI) with no decode step, whatever the group (a scale per row or tensor
-included); at M > 8 tiles of 4 weight rows are unpacked once and reused over the batch, for
-every integer scheme.
+included; 4-bit rows of 128k + 64 codes, e.g. 576, with blocks of 32 only); at M > 8 tiles of 4
+weight rows are unpacked once and reused over the batch, for every integer scheme.
 
 Speed (bench/bench_matmul.py, 2 cores of a Zen 4, 4096 -> 11008, weights from DRAM; each of
-our calls right after a numpy float32 GEMV, median over rounds of numpy's time / ours): the int8
-path runs near the memory speed (GEMV int4 g128 6.2-6.8x numpy, q4_0 5.2-6.2x, q8_0 3.4-3.6x;
-70-100% of a 2-thread copy's bandwidth); the float-activation GEMV decodes 4-bit codes at about
-17-25 G weights/s per core (a table lookup and a multiply-add per 16 weights), so it is
-compute-bound below the memory speed (int4 g128 2.6-3.9x numpy, q4_0 3.0-3.3x, q8_0 1.8-2.5x).
-fp8 (float only) decodes about 22 G weights/s per core: 2.9-3.7x numpy. GEMM, batch 128, int4
-g128: 1.2x numpy float32 on the dequantized weight, 2.5x with int8 activations. The other
-schemes (two runs of the same bench): int8-path GEMV int3 g128 5.6-6.4x, int2 g64 5.5-5.8x,
-int4 per-row 6.4-6.9x, int4 g32 5.6-5.8x, q4_1 4.7-5.2x, int8 per-row 3.6-3.8x; float GEMV
-1.8-3.7x (nf4 3.0-3.2x, fp8_e5m2 2.9-3.4x, int3 / int2 2.1-2.9x); GEMM float 1.1-1.2x for
-every scheme, int8 int3 2.4-2.6x, int2 1.8x, q4_0 / q8_0 / int8 per-row 1.4-1.5x, q4_1 1.2x.
+our calls right after a numpy float32 GEMV, median over rounds of numpy's time / ours; five runs
+on a busy machine, 2026-11-27): the int8 path runs near the memory speed (GEMV int4 g128
+5.4-6.9x numpy, q4_0 4.7-6.5x, q8_0 3.1-3.8x; 73-109% of a 2-thread copy's bandwidth); the
+float-activation GEMV decodes 4-bit codes at about 13-25 G weights/s per core in cache (a table
+lookup and a multiply-add per 16 weights), so it is compute-bound below the memory speed (int4
+g128 2.7-4.0x numpy, q4_0 2.2-3.8x, q8_0 1.2-2.1x). fp8 (float only): 2.5-3.6x numpy. GEMM,
+batch 128, int4 g128: 1.2x numpy float32 on the dequantized weight, 2.1-2.6x with int8
+activations. The other schemes, same runs: int8-path GEMV int3 g128 6.7-7.2x, int2 g64
+4.5-7.0x, int4 per-row 6.1-6.9x, int4 g32 2.9-5.5x, q4_1 5.2-5.6x, int8 per-row 3.8-4.0x;
+float GEMV 1.4-4.1x (nf4 2.8-3.7x, fp8_e5m2 1.4-3.5x, int3 3.4-3.8x, int2 3.1-4.1x); GEMM float
+1.1-1.3x for every scheme, int8 int3 2.0-2.7x, int2 1.8-1.9x, q4_0 1.3-1.5x, q8_0 1.3-1.5x,
+int8 per-row 1.3-1.6x, q4_1 1.2-1.3x.
 On AVX2 without AVX-512 (QUANTCORE_ISA=avx2 on the same machine, one run of the same bench):
-float GEMV 1.5-2.9x (int4 g128 2.3x, q4_0 1.9x, q8_0 2.0x, fp8 2.6-2.9x, nf4 2.2x, int3 /
-int2 2.0x); int8-path GEMV int4 g128 4.3x, q4_0 4.1x, q8_0 3.3x, int4 per-row 6.1x, int3 /
-int2 1.6-1.8x (a 4-row tile: no streaming loop for them); GEMM float 1.2x, int8 0.6-1.6x
-(int4 g128 1.6x; blocks of 32 0.6-0.7x).
+float GEMV 1.4-2.1x (int4 g128 1.7x, q4_0 2.1x, q8_0 1.8x, fp8 1.8x, nf4 1.8x, int3 2.1x,
+int2 1.7x); int8-path GEMV int4 g128 3.8x, q4_0 4.4x, q8_0 3.6x, int4 per-row 4.2x, int3 / int2
+1.4-1.5x (a 4-row tile: no streaming loop for them); GEMM float 1.1-1.3x, int8 0.5-1.3x
+(int4 g128 1.3x; blocks of 32 0.5-0.7x).
+A call right after other work that streamed a lot of memory (in the bench, numpy's GEMV reading
+180 MB) finds its code and data evicted from the caches: an int8 GEMV of 8 x 4096 then takes
+about 100 us instead of 14 us, which is part of every figure above.
 If numpy's multi-threaded BLAS runs in the same process, its idle threads spin on the cores for
 a while after each call (OpenBLAS's default) and slow a quantcore call that follows by up to 2x;
 OPENBLAS_THREAD_TIMEOUT=4 in the environment before numpy loads makes them sleep at once.
@@ -63,10 +67,10 @@ about 1/254 per block) is acceptable.
 If the tensor carries an input permutation `perm` (GPTQ act-order: it holds W[:, perm]), x is
 gathered once per call as x[..., perm].
 
-Memory: besides qt.nbytes (codes, scales, zero points: nothing is cached on the tensor), a call
-allocates only per-call buffers proportional to x (a float32 copy of x, the GEMM's 32-row panels
-of x, the int8 copy of x) and per-thread decode buffers of 24 rows of W (24 * in_features * 4
-bytes per thread).
+Memory: besides qt.nbytes (codes, scales, zero points; matmul keeps only views of them per
+tensor, no copy), a call allocates only per-call buffers proportional to x (a float32 copy of x
+unless it is a C-contiguous float32 2-D array, the GEMM's 32-row panels of x, the int8 copy of
+x) and per-thread decode buffers of 24 rows of W (24 * in_features * 4 bytes per thread).
 """
 
 from __future__ import annotations
