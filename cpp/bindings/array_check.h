@@ -6,6 +6,8 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cmath>
+#include <cstddef>
 #include <stdexcept>
 #include <string>
 
@@ -27,6 +29,13 @@ inline void check_buffer(const py::array& a, const char* fn, const char* arg, py
   if ((a.flags() & py::array::c_style) == 0)
     throw std::invalid_argument(std::string(fn) + ": " + arg + " must be C-contiguous");
   if (writable && !a.writeable()) throw std::invalid_argument(std::string(fn) + ": " + arg + " must be writable");
+}
+
+// The index of the first NaN or infinity of p[0, n), n if there is none.
+inline std::size_t first_nonfinite(const float* p, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i)
+    if (!std::isfinite(p[i])) return i;
+  return n;
 }
 
 template <class T>

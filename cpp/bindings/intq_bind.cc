@@ -35,12 +35,6 @@ const char* scale_type_name(ScaleType t) {
   }
 }
 
-std::size_t first_nonfinite(const float* p, std::size_t n) {
-  for (std::size_t i = 0; i < n; ++i)
-    if (!std::isfinite(p[i])) return i;
-  return n;
-}
-
 // Global range of a float32 buffer over all threads.
 Range range_parallel(const float* p, std::size_t n) {
   std::mutex mu;

@@ -1,7 +1,5 @@
 // Bindings for the quantized matmul: buffer checks (python/quantcore/matmul.py gives the
 // friendly messages first), then the kernels with the GIL released.
-#include <cstdint>
-#include <cstring>
 #include <string>
 
 #include "array_check.h"
@@ -10,17 +8,6 @@
 
 namespace quantcore::bind {
 namespace {
-
-// True if no value of x [0, n) is a NaN or an infinity (exponent bits all ones).
-bool all_finite(const float* x, std::size_t n) {
-  uint32_t special = 0;
-  for (std::size_t k = 0; k < n; ++k) {
-    uint32_t bits;
-    std::memcpy(&bits, x + k, sizeof bits);
-    special |= static_cast<uint32_t>((bits & 0x7F800000u) == 0x7F800000u);
-  }
-  return special == 0;
-}
 
 // x float32 [m, cols] -> out float32 [m, rows]. format: QWeightFormat; kind, bits, scale_type as
 // in intq_quantize; group_size 0 = one scale for the whole tensor. zeros: uint8 (asymmetric
@@ -82,7 +69,7 @@ void qmatmul(const py::array& x, int format, int kind, int bits, int scale_type,
   if (m == 0) return;
   // here rather than in matmul.py: numpy's isfinite(x).all() took 58 us of a GEMV's time right
   // after another large GEMV had evicted its code from the caches (4 us when warm)
-  require(!int8_activations || all_finite(xp, m * cols),
+  require(!int8_activations || first_nonfinite(xp, m * cols) == m * cols,
           "matmul: x must be finite with activations='int8' (got NaN or inf)");
   py::gil_scoped_release release;
   quantcore::qmatmul(w, xp, m, bp, int8_activations, static_cast<std::size_t>(block), yp);
