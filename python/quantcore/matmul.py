@@ -186,12 +186,9 @@ def matmul(x: np.ndarray, qt: QuantizedTensor, *, bias: np.ndarray | None = None
         b = np.ascontiguousarray(b, dtype=np.float32)
     direct = False
     if out is not None:
-        if not isinstance(out, np.ndarray) or out.shape != shape or out.dtype is not _F32:
-            check_out(out, "matmul", shape, _F32)
-        flags = out.flags
-        if not flags.writeable:
-            check_out(out, "matmul", shape, _F32)
-        direct = flags.c_contiguous
+        if not (isinstance(out, np.ndarray) and out.shape == shape and out.dtype is _F32 and out.flags.writeable):
+            check_out(out, "matmul", shape, _F32)  # raises, naming what is wrong (or accepts an equal dtype)
+        direct = out.flags.c_contiguous
     perm = getattr(qt, "perm", None)
     if perm is None and x_dtype is _F32 and len(x_shape) == 2 and a.flags.c_contiguous:
         x2 = a  # the common case, with nothing to convert (each numpy call costs ~10-60 us when its
