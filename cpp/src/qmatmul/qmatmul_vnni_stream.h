@@ -10,9 +10,10 @@
 // in order (q in order); two or one vpdpbusd, and int32 lane l holds the sum over 8 (4) codes
 // of code * q. Blocks of a chunk or more (kBig): lanes are summed over the block's chunks,
 // zero * sum(q) comes off lane 0 (all still exact integers below 2^24), then one multiply-add by
-// sx * scale. Blocks smaller than a chunk (32 or 64 codes; group a multiple of the block): each lane is
-// converted to float, its block's zero * sum(q) (an exact float, < 2^24) is taken off the
-// block's first lane, and it is scaled by its block's sx * scale.
+// sx * scale (blocks of one chunk: four at a time, folded as below). Blocks smaller than a
+// chunk (32 or 64 codes; group a multiple of the block): each lane is converted to float, its
+// block's zero * sum(q) (an exact float, < 2^24) is taken off the block's first lane, and it is
+// scaled by its block's sx * scale.
 // q4_1 (nibbles, zero 0) adds m * sx * sum(q) per block. A row of 4-bit codes may end in half a
 // chunk (64 codes, w.cols = 128k + 64, e.g. 576; blocks smaller than a chunk only): its 32 bytes
 // and 64 q are read with masked loads and the other lanes of the chunk hold zeros. Requires:
@@ -142,7 +143,20 @@ void gemv_stream(const QWeight& w, std::size_t r0, std::size_t r1, const QInputI
           const __m512i dz = _mm512_mask_sub_epi32(d, first_lane, d, _mm512_set1_epi32(static_cast<int32_t>(p.zero[b]) * qsum[b]));
           return std::pair{_mm512_cvtepi32_ps(dz), _mm512_set1_ps(sx[b] * p.scale[b])};
         };
-        add_terms(0, in.n_blocks, block_term, acc0, acc1);
+        // four blocks at a time: after fold4, lane 4L + j holds block b + j's share of 128-bit
+        // lane L, so the blocks' zero * sum(q) come off 128-bit lane 0 and their sx * scale
+        // multiply every 128-bit lane (one conversion and one multiply-add per four blocks; in
+        // cache, one thread: int4 g128 about 7% faster than block by block, int8 g64 15%)
+        std::size_t b = 0;
+        for (; b + 4 <= in.n_blocks; b += 4) {
+          const __m512i sums = fold4(chunk_alone(b), chunk_alone(b + 1), chunk_alone(b + 2), chunk_alone(b + 3));
+          const __m128i zq = _mm_mullo_epi32(_mm_cvtps_epi32(_mm_loadu_ps(&p.zero[b])),
+                                             _mm_loadu_si128(reinterpret_cast<const __m128i*>(qsum + b)));
+          const __m128 sxs = _mm_mul_ps(_mm_loadu_ps(sx + b), _mm_loadu_ps(&p.scale[b]));
+          acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(sums, _mm512_zextsi128_si512(zq))),
+                                 _mm512_broadcast_f32x4(sxs), acc0);
+        }
+        add_terms(b, in.n_blocks, block_term, acc0, acc1);
       } else if (kBig) {
         // per block: zero * sum(q) and sx * scale, from the group's parameters (no division in
         // the loop: it was a fifth of the time); with one block per group (activation_block's
