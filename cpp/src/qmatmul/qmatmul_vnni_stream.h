@@ -94,6 +94,7 @@ void gemv_stream(const QWeight& w, std::size_t r0, std::size_t r1, const QInputI
   const bool has_offset = w.format == QWeightFormat::kQ4_1;
   const bool asymmetric = w.format == QWeightFormat::kIntq && w.scheme.kind == IntqKind::kAsymmetric;
   const __m512i fixed_zero = _mm512_set1_epi32(asymmetric || has_offset ? 0 : 1 << (w.scheme.bits - 1));
+  const __m128i fixed_shift = _mm_cvtsi32_si128(asymmetric || has_offset ? 32 : w.scheme.bits - 1);
   // Blocks smaller than their group (a scale per row or tensor, groups over 256): the group
   // parameters repeated per block, once per row, unless every 16 blocks of the folded loop lie
   // in one group (whole rows folded, groups of 512k): then they are broadcast.
@@ -218,7 +219,10 @@ void gemv_stream(const QWeight& w, std::size_t r0, std::size_t r1, const QInputI
             scale = broadcast ? _mm512_set1_ps(p.scale[b0 / blocks_per_group]) : _mm512_loadu_ps(ps + b0);
             zero = _mm512_cvtps_epi32(broadcast ? _mm512_set1_ps(p.zero[b0 / blocks_per_group]) : _mm512_loadu_ps(pz + b0));
           }
-          const __m512i zq = _mm512_mullo_epi32(zero, _mm512_loadu_si512(qsum + b0));
+          const __m512i qs = _mm512_loadu_si512(qsum + b0);
+          // a fixed zero point is a power of two (or 0: a shift by 32 gives 0): a shift, not a
+          // vpmulld (in cache, one thread: q4_0 about 5% faster)
+          const __m512i zq = direct && !asymmetric ? _mm512_sll_epi32(qs, fixed_shift) : _mm512_mullo_epi32(zero, qs);
           const __m512 sxs = _mm512_mul_ps(_mm512_loadu_ps(sx + b0), scale);
           acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(sums, zq)), sxs, acc0);
         };
