@@ -37,24 +37,26 @@ vpdpbusd (AVX-512 VNNI) with no decode step, whatever the group (a scale per row
 included; 4-bit rows of 128k + 64 codes, e.g. 576, with blocks of 32 only); at M > 8 tiles of 4
 weight rows are unpacked once and reused over the batch, for every integer scheme.
 
-Speed (bench/bench_matmul.py, 2 cores of a Zen 4, 4096 -> 11008, weights from DRAM; each of
-our calls right after a numpy float32 GEMV, median over rounds of numpy's time / ours; five runs
-on a busy machine, 2026-11-27): the int8 path runs near the memory speed (GEMV int4 g128
-5.4-6.9x numpy, q4_0 4.7-6.5x, q8_0 3.1-3.8x; 73-109% of a 2-thread copy's bandwidth); the
+Speed (bench/bench_matmul.py, 2 cores of a Zen 4, 4096 -> 11008, weights from DRAM; each of our
+calls right after a numpy float32 GEMV, median over rounds of numpy's time / ours; four runs on
+a busy machine, 2026-11-27): the int8 path runs near the memory speed (GEMV int4 g128 6.3-7.2x
+numpy, 80-96% of a 2-thread copy's bandwidth; q4_0 6.3-6.5x in two runs, 4.5x and 3.1x in the
+other two, where its median call took 1.33 and 1.97 ms against 0.89-0.97 (int4 g32 asym, the
+same loop on about as many bytes, gave 5.6-6.2x in all four); q8_0 3.4-4.0x, 92-108%); the
 float-activation GEMV decodes 4-bit codes at about 13-25 G weights/s per core in cache (a table
 lookup and a multiply-add per 16 weights), so it is compute-bound below the memory speed (int4
-g128 2.7-4.0x numpy, q4_0 2.2-3.8x, q8_0 1.2-2.1x). fp8 (float only): 2.5-3.6x numpy. GEMM,
-batch 128, int4 g128: 1.2x numpy float32 on the dequantized weight, 2.1-2.6x with int8
-activations. The other schemes, same runs: int8-path GEMV int3 g128 6.7-7.2x, int2 g64
-4.5-7.0x, int4 per-row 6.1-6.9x, int4 g32 2.9-5.5x, q4_1 5.2-5.6x, int8 per-row 3.8-4.0x;
-float GEMV 1.4-4.1x (nf4 2.8-3.7x, fp8_e5m2 1.4-3.5x, int3 3.4-3.8x, int2 3.1-4.1x); GEMM float
-1.1-1.3x for every scheme, int8 int3 2.0-2.7x, int2 1.8-1.9x, q4_0 1.3-1.5x, q8_0 1.3-1.5x,
-int8 per-row 1.3-1.6x, q4_1 1.2-1.3x.
+g128 3.4-4.3x numpy, q4_0 2.7-3.8x, q8_0 1.8-2.3x). fp8 (float only): 2.2-3.6x numpy. GEMM,
+batch 128, int4 g128: 1.2x numpy float32 on the dequantized weight, 2.1-2.8x with int8
+activations. The other schemes, same runs: int8-path GEMV int3 g128 5.4-8.0x, int2 g64 5.3-8.0x,
+int4 per-row 6.4-7.3x, int4 g32 5.6-6.2x, q4_1 5.2-5.9x, int8 per-row 3.4-4.1x; float GEMV
+2.1-4.2x (nf4 2.5-3.7x, fp8_e5m2 3.5-3.8x, int3 3.5-4.2x, int2 2.6-4.1x, int8 per-row 2.1-3.8x);
+GEMM float 1.1-1.2x for every scheme, int8 int3 1.9-2.7x, int2 1.8-1.9x, q4_0 1.4-1.5x, q8_0
+1.4-1.5x, int8 per-row 1.4-1.5x, q4_1 1.2x.
 On AVX2 without AVX-512 (QUANTCORE_ISA=avx2 on the same machine, one run of the same bench):
-float GEMV 1.4-2.1x (int4 g128 1.7x, q4_0 2.1x, q8_0 1.8x, fp8 1.8x, nf4 1.8x, int3 2.1x,
-int2 1.7x); int8-path GEMV int4 g128 3.8x, q4_0 4.4x, q8_0 3.6x, int4 per-row 4.2x, int3 / int2
-1.4-1.5x (a 4-row tile: no streaming loop for them); GEMM float 1.1-1.3x, int8 0.5-1.3x
-(int4 g128 1.3x; blocks of 32 0.5-0.7x).
+float GEMV 1.5-3.1x (int4 g128 2.4x, q4_0 2.1x, q8_0 2.1x, fp8 3.0x, nf4 2.2x, int3 2.4x,
+int2 1.9x); int8-path GEMV int4 g128 5.2x, q4_0 5.2x, q8_0 3.7x, int4 per-row 5.6x, q4_1 3.4x,
+int3 / int2 1.6x / 1.2x (a 4-row tile: no streaming loop for them); GEMM float 1.2-1.3x, int8
+0.5-1.4x (int4 g128 1.4x; blocks of 32 0.5-0.6x).
 A call right after other work that streamed a lot of memory (in the bench, numpy's GEMV reading
 180 MB) finds its code and data evicted from the caches: an int8 GEMV of 8 x 4096 then takes
 about 100 us instead of 14 us, which is part of every figure above.
