@@ -93,7 +93,7 @@ void gemv_stream(const QWeight& w, std::size_t r0, std::size_t r1, const QInputI
                       w.scale_stride != 0 && blocks_per_group == 1;
   const bool has_offset = w.format == QWeightFormat::kQ4_1;
   const bool asymmetric = w.format == QWeightFormat::kIntq && w.scheme.kind == IntqKind::kAsymmetric;
-  const __m512i fixed_zero = _mm512_set1_epi32(asymmetric || has_offset ? 0 : 1 << (w.scheme.bits - 1));
+  // the zero point where it is the same on every row: 2^fixed_shift (q4_1: 0)
   const __m128i fixed_shift = _mm_cvtsi32_si128(asymmetric || has_offset ? 32 : w.scheme.bits - 1);
   // Blocks smaller than their group (a scale per row or tensor, groups over 256): the group
   // parameters repeated per block, once per row, unless every 16 blocks of the folded loop lie
@@ -209,20 +209,24 @@ void gemv_stream(const QWeight& w, std::size_t r0, std::size_t r1, const QInputI
         // once per lane; sums holds blocks b0 .. b0 + 15 in their natural order (one FMA per
         // 16 blocks: a single accumulator chain keeps up)
         auto add_blocks = [&](__m512i sums, std::size_t b0) {
-          __m512i zero;
+          const __m512i qs = _mm512_loadu_si512(qsum + b0);
+          __m512i zq;  // zero * sum(q)
           __m512 scale;
           if (direct) {
             scale = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row_scales + b0)));
-            zero = asymmetric ? _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row_zeros + b0)))
-                              : fixed_zero;
+            // a zero point the same on every row is a power of two (or 0: a shift by 32 gives 0),
+            // so a shift, not a vpmulld (in cache, one thread: q4_0 about 5% faster)
+            if (asymmetric) {
+              const __m128i z8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row_zeros + b0));
+              zq = _mm512_mullo_epi32(_mm512_cvtepu8_epi32(z8), qs);
+            } else {
+              zq = _mm512_sll_epi32(qs, fixed_shift);
+            }
           } else {
             scale = broadcast ? _mm512_set1_ps(p.scale[b0 / blocks_per_group]) : _mm512_loadu_ps(ps + b0);
-            zero = _mm512_cvtps_epi32(broadcast ? _mm512_set1_ps(p.zero[b0 / blocks_per_group]) : _mm512_loadu_ps(pz + b0));
+            zq = _mm512_mullo_epi32(
+                _mm512_cvtps_epi32(broadcast ? _mm512_set1_ps(p.zero[b0 / blocks_per_group]) : _mm512_loadu_ps(pz + b0)), qs);
           }
-          const __m512i qs = _mm512_loadu_si512(qsum + b0);
-          // a fixed zero point is a power of two (or 0: a shift by 32 gives 0): a shift, not a
-          // vpmulld (in cache, one thread: q4_0 about 5% faster)
-          const __m512i zq = direct && !asymmetric ? _mm512_sll_epi32(qs, fixed_shift) : _mm512_mullo_epi32(zero, qs);
           const __m512 sxs = _mm512_mul_ps(_mm512_loadu_ps(sx + b0), scale);
           acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(sums, zq)), sxs, acc0);
         };
