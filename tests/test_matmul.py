@@ -11,7 +11,9 @@ exactly in int64; only the float32 epilogue may differ: (n_blocks + 8) * eps32 t
 block fails the test (checked).
 """
 
+import copy
 import math
+import pickle
 
 import ml_dtypes
 import numpy as np
@@ -314,6 +316,20 @@ def test_int8_activations_exact_integer_reference(isa, config):
         if cols <= 256:
             step = np.median(sx[sx > 0]) * np.median(np.abs(scale))
             assert tol.max() < step
+
+
+def test_pickle_and_deepcopy_hold_the_fields_alone():
+    # matmul keeps its per-tensor arguments on the tensor; they are not part of its state
+    qt = quantcore.quantize(np.random.default_rng(0).standard_normal((16, 64)).astype(np.float32), "q4_0",
+                            group_size=32)
+    x = np.ones((1, 64), np.float32)
+    before = len(pickle.dumps(qt))
+    y = quantcore.matmul(x, qt)
+    assert len(pickle.dumps(qt)) == before
+    for copied in (pickle.loads(pickle.dumps(qt)), copy.deepcopy(qt)):
+        assert not any(k.startswith("_") for k in vars(copied))
+        np.testing.assert_array_equal(copied.codes, qt.codes)
+        np.testing.assert_array_equal(quantcore.matmul(x, copied), y)
 
 
 def test_perm_gathers_x():

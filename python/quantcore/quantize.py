@@ -384,6 +384,11 @@ class QuantizedTensor:
         # lines costs two (fp8 GEMV in cache: 18.6 -> 22.1 G weights/s per core aligned)
         object.__setattr__(self, "codes", _line_aligned(self.codes))
 
+    def __getstate__(self) -> dict:
+        # what quantcore.matmul keeps on the tensor (_qmatmul_plan, views of these arrays) is not
+        # part of its state: a pickle or deep copy holds the fields alone
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
     @property
     def bits(self) -> int:
         """Bits per code."""
