@@ -318,16 +318,17 @@ def test_int8_activations_exact_integer_reference(isa, config):
             assert tol.max() < step
 
 
-def test_pickle_and_deepcopy_hold_the_fields_alone():
+def test_pickle_and_deepcopy_hold_the_fields_alone_codes_aligned():
     # matmul keeps its per-tensor arguments on the tensor; they are not part of its state
-    qt = quantcore.quantize(np.random.default_rng(0).standard_normal((16, 64)).astype(np.float32), "q4_0",
+    qt = quantcore.quantize(np.random.default_rng(0).standard_normal((64, 4096)).astype(np.float32), "q4_0",
                             group_size=32)
-    x = np.ones((1, 64), np.float32)
+    x = np.ones((1, 4096), np.float32)
     before = len(pickle.dumps(qt))
     y = quantcore.matmul(x, qt)
     assert len(pickle.dumps(qt)) == before
-    for copied in (pickle.loads(pickle.dumps(qt)), copy.deepcopy(qt)):
+    for copied in [pickle.loads(pickle.dumps(qt)) for _ in range(4)] + [copy.deepcopy(qt)]:
         assert not any(k.startswith("_") for k in vars(copied))
+        assert copied.codes.ctypes.data % 64 == 0  # as __post_init__ keeps them
         np.testing.assert_array_equal(copied.codes, qt.codes)
         np.testing.assert_array_equal(quantcore.matmul(x, copied), y)
 

@@ -389,6 +389,12 @@ class QuantizedTensor:
         # part of its state: a pickle or deep copy holds the fields alone
         return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
 
+    def __setstate__(self, state: dict) -> None:
+        # unpickling skips __post_init__, and an unpickled array may start anywhere (48 bytes past a
+        # line every other time, measured)
+        self.__dict__.update(state)
+        object.__setattr__(self, "codes", _line_aligned(self.codes))
+
     @property
     def bits(self) -> int:
         """Bits per code."""
