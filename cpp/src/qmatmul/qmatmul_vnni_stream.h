@@ -129,14 +129,15 @@ void gemv_stream(const QWeight& w, std::size_t r0, std::size_t r1, const QInputI
                                                _mm512_loadu_si512(q + 128 * c + 64));
         return _mm512_add_epi32(_mm512_dpbusd_epi32(d, _mm512_and_si512(bytes, low), _mm512_loadu_si512(q + 128 * c)), hi);
       };
-      // a chunk on its own (the folded paths: chunks are independent, so the two vpdpbusd may
-      // chain without an add)
+      // the low nibbles of `bytes` times q_lo plus the high nibbles times q_hi, one chain of two
+      // vpdpbusd (for a chunk on its own: the folded paths, whose chunks are independent)
+      auto nibbles_dot = [&](__m512i bytes, __m512i q_lo, __m512i q_hi) {
+        const __m512i lo = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(bytes, low), q_lo);
+        return _mm512_dpbusd_epi32(lo, _mm512_and_si512(_mm512_srli_epi16(bytes, 4), low), q_hi);
+      };
       auto chunk_alone = [&](std::size_t c) {
         if (!kNib) return chunk_dot(c, _mm512_setzero_si512());
-        const __m512i bytes = codes.load(row, c);
-        const __m512i lo = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(bytes, low),
-                                               _mm512_loadu_si512(q + 128 * c));
-        return _mm512_dpbusd_epi32(lo, _mm512_and_si512(_mm512_srli_epi16(bytes, 4), low), _mm512_loadu_si512(q + 128 * c + 64));
+        return nibbles_dot(codes.load(row, c), _mm512_loadu_si512(q + 128 * c), _mm512_loadu_si512(q + 128 * c + 64));
       };
       if (kOneChunk) {  // block == group == chunk: one pass, nothing precomputed
         auto block_term = [&](std::size_t b) {
@@ -250,12 +251,9 @@ void gemv_stream(const QWeight& w, std::size_t r0, std::size_t r1, const QInputI
         add_terms(c, n_chunks, chunk_term, acc0, acc1);
         if (half_chunk) {  // 32 bytes of codes, their 32 low-nibble then 32 high-nibble q
           const __mmask64 half = 0xFFFFFFFFull;
-          const __m512i bytes = _mm512_maskz_loadu_epi8(half, row + 64 * n_chunks);
           const int8_t* qh = q + 128 * n_chunks;
-          const __m512i lo = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(bytes, low),
-                                                 _mm512_maskz_loadu_epi8(half, qh));
-          const __m512i d = _mm512_dpbusd_epi32(lo, _mm512_and_si512(_mm512_srli_epi16(bytes, 4), low),
-                                                _mm512_maskz_loadu_epi8(half, qh + 32));
+          const __m512i d = nibbles_dot(_mm512_maskz_loadu_epi8(half, row + 64 * n_chunks),
+                                        _mm512_maskz_loadu_epi8(half, qh), _mm512_maskz_loadu_epi8(half, qh + 32));
           const auto [v, scale] = chunk_lanes(n_chunks, d, half_blocks);
           acc0 = _mm512_fmadd_ps(v, scale, acc0);
         }
