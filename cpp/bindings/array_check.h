@@ -18,6 +18,11 @@ namespace py = pybind11;
 inline void require(bool ok, const std::string& message) {
   if (!ok) throw std::invalid_argument(message);
 }
+// The same for a fixed message: no std::string is built unless the check fails (the checks run on
+// every kernel call; a message built from values is worth an explicit `if` at its call site).
+inline void require(bool ok, const char* message) {
+  if (!ok) throw std::invalid_argument(message);
+}
 
 // A C-contiguous array whose items are `itemsize` bytes; writable when `writable`. The messages
 // are built only for an array that fails (every kernel call checks its arrays).
