@@ -195,18 +195,14 @@ def matmul(x: np.ndarray, qt: QuantizedTensor, *, bias: np.ndarray | None = None
             check_out(out, "matmul", shape, _F32)  # raises, naming what is wrong (or accepts an equal dtype)
             flags = out.flags
         direct = flags.c_contiguous
-    perm = getattr(qt, "perm", None)
+    perm = qt.perm  # checked when the tensor was made: an int64 permutation of the input columns
     if perm is None and x_dtype is _F32 and len(x_shape) == 2 and a.flags.c_contiguous:
         x2 = a  # the common case, with nothing to convert (each numpy call costs ~10-60 us when its
         # code has been evicted from the caches, e.g. by the previous layer's GEMV)
     else:
         x2 = a.reshape(-1, in_features)
         if perm is not None:
-            perm = np.asarray(perm)
-            if perm.shape != (in_features,) or perm.dtype.kind not in "iu":
-                raise ValueError(f"matmul: qt.perm must be an integer array of shape ({in_features},) "
-                                 f"(got {perm.dtype.name} {perm.shape})")
-            x2 = np.take(x2, perm, axis=1)  # one gather per call; an out-of-range index raises IndexError
+            x2 = np.take(x2, perm, axis=1)  # one gather per call
         x2 = np.ascontiguousarray(x2, dtype=np.float32)
     if direct:
         y = out if len(qt.shape) == 2 and out.ndim == 2 else out.reshape(-1, rows)
