@@ -392,6 +392,20 @@ def test_errors():
             quantcore.matmul(bad, qt, activations="int8")
 
 
+@pytest.mark.parametrize("at", [0, 255, 256, 700, 1023, 1299])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_int8_nonfinite_x_anywhere(at, bad):
+    """The int8 path's finite check scans whole blocks of 256 floats, then the tail: a NaN or inf
+    in the first or last float of a block, inside one, or in the tail is found (x: 1300 floats)."""
+    qt = quantcore.quantize(np.ones((3, 100), np.float32), "int8", group_size=-1)
+    x = np.ones((13, 100), np.float32)
+    x.reshape(-1)[at] = bad
+    with pytest.raises(ValueError, match="matmul: x must be finite with activations='int8'"):
+        quantcore.matmul(x, qt, activations="int8")
+    x.reshape(-1)[at] = 1e30  # a large finite value passes
+    assert np.isfinite(quantcore.matmul(x, qt, activations="int8")).all()
+
+
 def test_empty_batch():
     qt = make(CONFIGS[0], out_features=5)
     assert quantcore.matmul(np.ones((0, 96), np.float32), qt).shape == (0, 5)
