@@ -272,8 +272,20 @@ INT8_CONFIGS = [c for c in CONFIGS if c[0] in INT8_SCHEMES] + [
     # q4_1's offsets in the streaming GEMV: float16 m read in place (1024), 20 blocks (640)
     ("q4_1", 32, False, np.float16, 1024),
     ("q4_1", 32, False, np.float16, 640),
+    # two blocks per chunk (4-bit in blocks of 64, 8-bit and 2- / 3-bit in blocks of 32): eight
+    # chunks folded at a time, then a last four (its 8 blocks masked), then chunks one by one;
+    # float16 scales and uint8 zeros read in place where every chunk is folded
+    ("int4", 64, True, np.float16, 1024),
+    ("int4", 64, False, np.float16, 1536),
+    ("int4", 64, False, np.float32, 512),
+    ("int4", 64, True, ml_dtypes.bfloat16, 1280),
+    ("q8_0", 32, True, np.float16, 768),
+    ("int8", 32, False, np.float16, 768),
+    ("int3", 32, True, np.float16, 768),
     # 4-bit rows ending in half a chunk of 128 codes (the VNNI streaming GEMV's masked last
-    # step): folded chunks before it, a scale per row or per tensor, q4_1's offsets
+    # step): folded chunks before it, a scale per row or per tensor, q4_1's offsets, blocks of 64
+    ("int4", 64, True, np.float16, 576),
+    ("int4", 64, False, np.float16, 1088),
     ("q4_0", 32, True, np.float16, 576),
     ("int4", -1, True, np.float16, 576),
     ("int4", 0, False, np.float16, 448),

@@ -70,8 +70,9 @@ void gemv_stream(const QWeight& w, std::size_t r0, std::size_t r1, const QInputI
   }
   const __mmask16 chunk_blocks = static_cast<__mmask16>((1u << blocks_per_chunk) - 1);
   const __mmask16 half_blocks = static_cast<__mmask16>((1u << (blocks_per_chunk / 2)) - 1);
-  // 8-bit codes in blocks of 32, eight chunks at a time: in fold f (chunks 4f .. 4f + 3), lane
-  // 4L + j is half L % 2 of block 2j + L / 2 of chunk 4f + j, so block k = 2j + h (of the 16)
+  // Two blocks per chunk (8-bit codes in blocks of 32, 4-bit codes in blocks of 64: a block is
+  // 32 bytes, 128-bit lanes 0-1 or 2-3), eight chunks at a time: in fold f (chunks 4f .. 4f + 3),
+  // lane 4L + j is half L % 2 of block L / 2 of chunk 4f + j, so block k = 2j + h (of the 16)
   // is lane 8h + j % 4 plus lane 8h + j % 4 + 4 of fold j / 4 (permutex2var: fold 1 is +16)
   alignas(64) int32_t first[16], second[16];
   for (int k = 0; k < 16; ++k) {
@@ -83,13 +84,16 @@ void gemv_stream(const QWeight& w, std::size_t r0, std::size_t r1, const QInputI
   ymm::RowGroups p(n_groups);
   std::vector<int32_t> zq(kBig && !kOneChunk ? in.n_blocks : 0);
   std::vector<float> sxs(kBig && !kOneChunk ? in.n_blocks : 0);
-  // Blocks of 32 (four 4-bit or two 8-bit blocks per chunk) are folded kFold chunks at a time.
-  // With every chunk folded, float16 scales and uint8 zero points are read straight from the
-  // tensor, 16 blocks at a time: converting a row's parameters up front (row_groups) was about
-  // a quarter of the time with 128 groups per row.
-  constexpr std::size_t kFold = kNib ? 4 : 8;
-  const bool folded = !kBig && blocks_per_chunk == 16 / kFold;
-  const bool direct = folded && n_chunks % kFold == 0 && !half_chunk && w.scheme.scale_type == ScaleType::kFloat16 &&
+  // Blocks smaller than a chunk (four 4-bit blocks of 32 per chunk, or two blocks: 4-bit of 64,
+  // 8-bit of 32) are folded 16 blocks at a time: four or eight chunks. With every chunk folded,
+  // float16 scales and uint8 zero points are read straight from the tensor, 16 blocks at a
+  // time: converting a row's parameters up front (row_groups) was about a quarter of the time
+  // with 128 groups per row. (Blocks of 64 went through chunk_lanes until the eight-chunk fold
+  // served them too: int4 g64, 256 x 4096 in cache, one thread, took 1.8x int4 g128's time.)
+  const bool folded = !kBig && (blocks_per_chunk == 4 || blocks_per_chunk == 2);
+  // every chunk folded: by fours (four blocks per chunk), or by eights and a last four (two)
+  const bool all_folded = folded && !half_chunk && n_chunks % 4 == 0;
+  const bool direct = all_folded && w.scheme.scale_type == ScaleType::kFloat16 &&
                       w.scale_stride != 0 && blocks_per_group == 1;
   const bool has_offset = w.format == QWeightFormat::kQ4_1;
   const bool asymmetric = w.format == QWeightFormat::kIntq && w.scheme.kind == IntqKind::kAsymmetric;
@@ -99,7 +103,7 @@ void gemv_stream(const QWeight& w, std::size_t r0, std::size_t r1, const QInputI
   // parameters repeated per block, once per row, unless every 16 blocks of the folded loop lie
   // in one group (whole rows folded, groups of 512k): then they are broadcast.
   const bool spread = !kBig && blocks_per_group > 1;
-  const bool broadcast = spread && folded && n_chunks % kFold == 0 && !half_chunk && blocks_per_group % 16 == 0;
+  const bool broadcast = spread && all_folded && blocks_per_group % 16 == 0;
   std::vector<float> block_scale(spread ? in.n_blocks : 0), block_zero(spread ? in.n_blocks : 0);
   const float* ps = spread ? block_scale.data() : p.scale.data();
   const float* pz = spread ? block_zero.data() : p.zero.data();
@@ -209,34 +213,36 @@ void gemv_stream(const QWeight& w, std::size_t r0, std::size_t r1, const QInputI
         // (fold4), so the correction, conversion and scaling run once per block instead of
         // once per lane; sums holds blocks b0 .. b0 + 15 in their natural order (one FMA per
         // 16 blocks: a single accumulator chain keeps up)
-        auto add_blocks = [&](__m512i sums, std::size_t b0) {
-          const __m512i qs = _mm512_loadu_si512(qsum + b0);
+        // (`live` masks the blocks that exist: all 16, or the first 8 of the last fold)
+        auto add_blocks = [&](__m512i sums, std::size_t b0, __mmask16 live) {
+          const __m512i qs = _mm512_maskz_loadu_epi32(live, qsum + b0);
           __m512i zq;  // zero * sum(q)
           __m512 scale;
           if (direct) {
-            scale = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row_scales + b0)));
+            scale = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(live, row_scales + b0));
             // a zero point the same on every row is a power of two (or 0: a shift by 32 gives 0),
             // so a shift, not a vpmulld (in cache, one thread: q4_0 about 5% faster)
             if (asymmetric) {
-              const __m128i z8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row_zeros + b0));
+              const __m128i z8 = _mm_maskz_loadu_epi8(live, row_zeros + b0);
               zq = _mm512_mullo_epi32(_mm512_cvtepu8_epi32(z8), qs);
             } else {
               zq = _mm512_sll_epi32(qs, fixed_shift);
             }
           } else {
-            scale = broadcast ? _mm512_set1_ps(p.scale[b0 / blocks_per_group]) : _mm512_loadu_ps(ps + b0);
+            scale = broadcast ? _mm512_set1_ps(p.scale[b0 / blocks_per_group]) : _mm512_maskz_loadu_ps(live, ps + b0);
             zq = _mm512_mullo_epi32(
-                _mm512_cvtps_epi32(broadcast ? _mm512_set1_ps(p.zero[b0 / blocks_per_group]) : _mm512_loadu_ps(pz + b0)), qs);
+                _mm512_cvtps_epi32(broadcast ? _mm512_set1_ps(p.zero[b0 / blocks_per_group]) : _mm512_maskz_loadu_ps(live, pz + b0)),
+                qs);
           }
-          const __m512 sxs = _mm512_mul_ps(_mm512_loadu_ps(sx + b0), scale);
+          const __m512 sxs = _mm512_mul_ps(_mm512_maskz_loadu_ps(live, sx + b0), scale);
           acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(sums, zq)), sxs, acc0);
         };
-        if (folded && kNib) {
+        if (folded && blocks_per_chunk == 4) {
           // four chunks: lane 4L + j of the fold is block L of chunk j; transposed to 4j + L
           const __m512i transpose = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
           for (; c + 4 <= n_chunks; c += 4) {
             const __m512i d0 = chunk_alone(c), d1 = chunk_alone(c + 1), d2 = chunk_alone(c + 2), d3 = chunk_alone(c + 3);
-            add_blocks(_mm512_permutexvar_epi32(transpose, fold4(d0, d1, d2, d3)), c * 4);
+            add_blocks(_mm512_permutexvar_epi32(transpose, fold4(d0, d1, d2, d3)), c * 4, 0xFFFF);
           }
         } else if (folded) {
           // eight chunks, two folds (see pair_a)
@@ -245,7 +251,14 @@ void gemv_stream(const QWeight& w, std::size_t r0, std::size_t r1, const QInputI
             for (std::size_t j = 0; j < 8; ++j) d[j] = chunk_alone(c + j);
             const __m512i f0 = fold4(d[0], d[1], d[2], d[3]), f1 = fold4(d[4], d[5], d[6], d[7]);
             add_blocks(_mm512_add_epi32(_mm512_permutex2var_epi32(f0, pair_a, f1), _mm512_permutex2var_epi32(f0, pair_b, f1)),
-                       c * 2);
+                       c * 2, 0xFFFF);
+          }
+          // four chunks left: one fold, its 8 blocks in lanes 0-7 (permutexvar reads 4 index
+          // bits, so lanes 8-15 repeat them; `live` leaves them out)
+          if (c + 4 <= n_chunks) {
+            const __m512i f = fold4(chunk_alone(c), chunk_alone(c + 1), chunk_alone(c + 2), chunk_alone(c + 3));
+            add_blocks(_mm512_add_epi32(_mm512_permutexvar_epi32(pair_a, f), _mm512_permutexvar_epi32(pair_b, f)), c * 2, 0x00FF);
+            c += 4;
           }
         }
         add_terms(c, n_chunks, chunk_term, acc0, acc1);
