@@ -191,7 +191,8 @@ def test_gemm_quantcore(benchmark, weight, x128, activations):
 # Every other scheme, against the same numpy baselines (alternating rounds, fewer of them): the
 # figures above cover the bars; these show that no scheme falls off a slow path.
 SCHEME_GEMV = [("int3", 128, True), ("int2", 64, False), ("int8", -1, True), ("int4", -1, True),
-               ("int4", 32, False), ("q4_1", 32, False), ("nf4", 64, True), ("fp8_e5m2", -1, True)]
+               ("int4", 32, False), ("int4", 64, True), ("q4_1", 32, False), ("nf4", 64, True),
+               ("fp8_e5m2", -1, True)]
 SCHEME_GEMV_CASES = [(s, g, sym, a) for s, g, sym in SCHEME_GEMV
                      for a in ([None, "int8"] if s in INT8_SCHEMES else [None])]
 
