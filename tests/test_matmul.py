@@ -241,6 +241,7 @@ def _quantize_activations(x, block):
 
 INT8_CONFIGS = [c for c in CONFIGS if c[0] in INT8_SCHEMES] + [
     ("int4", 128, True, np.float16, 4096),  # blocks of 128: the integer sums span the group
+    ("int4", 256, False, np.float16, 2048),  # blocks of 256, eight at a time (AVX2 streaming)
     ("int8", 64, False, np.float32, 192),
     ("int8", 256, True, np.float16, 512),
     ("q4_0", 32, True, np.float16, 640),  # blocks of 32 over 5 chunks of 128: four folded, one not

@@ -112,28 +112,40 @@ inline void rows_stream(const QWeight& w, std::size_t r0, std::size_t r1, const 
       __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
       float tail = 0.0f;
       std::size_t b0 = 0;
-      // Blocks of 32, eight at a time: the eight 8-lane sums folded by vphaddd into one vector
-      // (lane k: block b0 + k), so the correction, conversion and scaling run once per 8 blocks
-      // (one at a time they were about a third of the time)
+      // Eight blocks at a time: their 8-lane sums folded by vphaddd into one vector (lane k:
+      // block b0 + k), so the correction, conversion and scaling run once per 8 blocks (one at a
+      // time they were about a third of the time with blocks of 32; int4 g64 in cache on one
+      // thread took 1.4x the time of g32 and g128 before blocks of 64 were folded too). kUnits:
+      // units of 32 codes per block (1, 2, 4 or 8), a constant so the unit loop unrolls.
       const bool by_block = blocks_per_group == 1, by_row = blocks_per_group % 8 == 0;
-      for (; per_block == 1 && (by_block || by_row) && b0 + 8 <= in.n_blocks; b0 += 8) {
-        __m256i d[8];
-        for (std::size_t k = 0; k < 8; ++k) d[k] = unit(b0 + k);
-        const __m256i h0 = _mm256_hadd_epi32(_mm256_hadd_epi32(d[0], d[1]), _mm256_hadd_epi32(d[2], d[3]));
-        const __m256i h1 = _mm256_hadd_epi32(_mm256_hadd_epi32(d[4], d[5]), _mm256_hadd_epi32(d[6], d[7]));
-        const __m256i sums = _mm256_add_epi32(_mm256_permute2x128_si256(h0, h1, 0x20), _mm256_permute2x128_si256(h0, h1, 0x31));
-        const std::size_t g = b0 / blocks_per_group;
-        const __m256 scale = by_block ? _mm256_loadu_ps(&p.scale[b0]) : _mm256_set1_ps(p.scale[g]);
-        const __m256 zero = by_block ? _mm256_loadu_ps(&p.zero[b0]) : _mm256_set1_ps(p.zero[g]);
-        const __m256i qs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qsum + b0));
-        const __m256 sxv = _mm256_loadu_ps(sx + b0);
-        const __m256i zq = _mm256_mullo_epi32(_mm256_cvtps_epi32(zero), qs);
-        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(sums, zq)), _mm256_mul_ps(sxv, scale), acc0);
-        if (has_offset) {
-          const __m256 offset = by_block ? _mm256_loadu_ps(&p.offset[b0]) : _mm256_set1_ps(p.offset[g]);
-          acc1 = _mm256_fmadd_ps(_mm256_mul_ps(sxv, _mm256_cvtepi32_ps(qs)), offset, acc1);
+      auto fold8 = [&](auto units_c) {
+        constexpr std::size_t kUnits = decltype(units_c)::value;
+        for (; (by_block || by_row) && b0 + 8 <= in.n_blocks; b0 += 8) {
+          __m256i d[8];
+          for (std::size_t k = 0; k < 8; ++k) {
+            d[k] = unit((b0 + k) * kUnits);
+            for (std::size_t u = 1; u < kUnits; ++u) d[k] = _mm256_add_epi32(d[k], unit((b0 + k) * kUnits + u));
+          }
+          const __m256i h0 = _mm256_hadd_epi32(_mm256_hadd_epi32(d[0], d[1]), _mm256_hadd_epi32(d[2], d[3]));
+          const __m256i h1 = _mm256_hadd_epi32(_mm256_hadd_epi32(d[4], d[5]), _mm256_hadd_epi32(d[6], d[7]));
+          const __m256i sums = _mm256_add_epi32(_mm256_permute2x128_si256(h0, h1, 0x20), _mm256_permute2x128_si256(h0, h1, 0x31));
+          const std::size_t g = b0 / blocks_per_group;
+          const __m256 scale = by_block ? _mm256_loadu_ps(&p.scale[b0]) : _mm256_set1_ps(p.scale[g]);
+          const __m256 zero = by_block ? _mm256_loadu_ps(&p.zero[b0]) : _mm256_set1_ps(p.zero[g]);
+          const __m256i qs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qsum + b0));
+          const __m256 sxv = _mm256_loadu_ps(sx + b0);
+          const __m256i zq = _mm256_mullo_epi32(_mm256_cvtps_epi32(zero), qs);
+          acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(sums, zq)), _mm256_mul_ps(sxv, scale), acc0);
+          if (has_offset) {
+            const __m256 offset = by_block ? _mm256_loadu_ps(&p.offset[b0]) : _mm256_set1_ps(p.offset[g]);
+            acc1 = _mm256_fmadd_ps(_mm256_mul_ps(sxv, _mm256_cvtepi32_ps(qs)), offset, acc1);
+          }
         }
-      }
+      };
+      if (per_block == 1) fold8(std::integral_constant<std::size_t, 1>{});
+      if (per_block == 2) fold8(std::integral_constant<std::size_t, 2>{});
+      if (per_block == 4) fold8(std::integral_constant<std::size_t, 4>{});
+      if (per_block == 8) fold8(std::integral_constant<std::size_t, 8>{});
       // the rest one block at a time (b0 is a multiple of blocks_per_group)
       for (std::size_t b = b0, g = b0 / blocks_per_group, left = blocks_per_group; b < in.n_blocks; ++b, --left) {
         if (left == 0) {
