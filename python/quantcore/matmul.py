@@ -34,29 +34,30 @@ else 0; q4_1 has zero = 0). This is llama.cpp's q8 activation scheme, with a flo
 With int8 activations and M <= 8, integer codes (int4 / int8 sym or asym, q4_0, q4_1, q8_0;
 int2 / int3 on CPUs with VBMI, unpacked in registers) stream from the packed rows straight into
 vpdpbusd (AVX-512 VNNI) with no decode step, whatever the group (a scale per row or tensor
-included; 4-bit rows of 128k + 64 codes, e.g. 576, with blocks of 32 only); at M > 8 tiles of 4
-weight rows are unpacked once and reused over the batch, for every integer scheme.
+included; 4-bit rows of 128k + 64 codes, e.g. 576, with blocks of 32 or 64); at M > 8 tiles of
+4 weight rows are unpacked once and reused over the batch, for every integer scheme.
 
 Speed (bench/bench_matmul.py, 2 cores of a Zen 4, 4096 -> 11008, weights from DRAM; each of our
-calls right after a numpy float32 GEMV, median over rounds of numpy's time / ours; four runs on
-a busy machine, 2026-11-27): the int8 path runs near the memory speed (GEMV int4 g128 6.3-7.2x
-numpy, 80-96% of a 2-thread copy's bandwidth; q4_0 6.3-6.5x in two runs, 4.5x and 3.1x in the
-other two, where its median call took 1.33 and 1.97 ms against 0.89-0.97 (int4 g32 asym, the
-same loop on about as many bytes, gave 5.6-6.2x in all four); q8_0 3.4-4.0x, 92-108%); the
-float-activation GEMV decodes 4-bit codes at about 13-25 G weights/s per core in cache (a table
-lookup and a multiply-add per 16 weights), so it is compute-bound below the memory speed (int4
-g128 3.4-4.3x numpy, q4_0 2.7-3.8x, q8_0 1.8-2.3x). fp8 (float only): 2.2-3.6x numpy. GEMM,
-batch 128, int4 g128: 1.2x numpy float32 on the dequantized weight, 2.1-2.8x with int8
-activations. The other schemes, same runs: int8-path GEMV int3 g128 5.4-8.0x, int2 g64 5.3-8.0x,
-int4 per-row 6.4-7.3x, int4 g32 5.6-6.2x, q4_1 5.2-5.9x, int8 per-row 3.4-4.1x; float GEMV
-2.1-4.2x (nf4 2.5-3.7x, fp8_e5m2 3.5-3.8x, int3 3.5-4.2x, int2 2.6-4.1x, int8 per-row 2.1-3.8x);
-GEMM float 1.1-1.2x for every scheme, int8 int3 1.9-2.7x, int2 1.8-1.9x, q4_0 1.4-1.5x, q8_0
-1.4-1.5x, int8 per-row 1.4-1.5x, q4_1 1.2x.
-On AVX2 without AVX-512 (QUANTCORE_ISA=avx2 on the same machine, one run of the same bench):
-float GEMV 1.5-3.1x (int4 g128 2.4x, q4_0 2.1x, q8_0 2.1x, fp8 3.0x, nf4 2.2x, int3 2.4x,
-int2 1.9x); int8-path GEMV int4 g128 5.2x, q4_0 5.2x, q8_0 3.7x, int4 per-row 5.6x, q4_1 3.4x,
-int3 / int2 1.6x / 1.2x (a 4-row tile: no streaming loop for them); GEMM float 1.2-1.3x, int8
-0.5-1.4x (int4 g128 1.4x; blocks of 32 0.5-0.6x).
+calls right after a numpy float32 GEMV, median over rounds of numpy's time / ours; three runs on
+a busy machine, 2026-11-27): the int8 path runs near the memory speed (GEMV int4 g128 7.1-7.2x
+numpy, 90-94% of a 2-thread copy's bandwidth; q4_0 6.5-6.6x, 90-92%; q8_0 3.5-3.7x, 94-97%; in
+five earlier runs that day, q4_0 5.2-6.7x, where numpy's GEMV ran at 4.5 ms against its usual
+5-6 ms); the float-activation GEMV decodes 4-bit codes at about 13-25 G weights/s per core in
+cache (a table lookup and a multiply-add per 16 weights), so it is compute-bound below the memory
+speed (int4 g128 3.2-4.2x numpy, q4_0 3.7-4.1x, q8_0 1.9-2.2x). fp8 (float only): 3.3-3.8x numpy
+(2.3-3.9x in the five earlier runs). GEMM, batch 128, int4 g128: 1.1-1.2x numpy float32 on the
+dequantized weight, 2.5-2.7x with int8 activations. The other schemes, same runs: int8-path GEMV
+int3 g128 5.6-8.4x, int2 g64 7.6-8.8x, int4 per-row 7.2x, int4 g32 5.7-6.1x, int4 g64 6.8-6.9x,
+q4_1 5.8-5.9x, int8 per-row 3.9-4.2x; float GEMV 2.0-4.3x (nf4 3.5-3.7x, fp8_e5m2 3.7-3.8x, int3
+2.7-3.4x, int2 3.5-4.3x, int4 g64 3.5-3.8x, int8 per-row 2.0-2.3x); GEMM float 1.1-1.2x for every
+scheme, int8 int3 2.2-2.4x, int2 1.7-1.9x, q4_0 1.4-1.5x, q8_0 1.4-1.5x, int8 per-row 1.4-1.5x,
+q4_1 1.2-1.3x.
+On AVX2 without AVX-512 (QUANTCORE_ISA=avx2 on the same machine, two runs of the same bench):
+float GEMV 1.5-3.2x (int4 g128 2.3-2.5x, q4_0 2.2-2.4x, q8_0 1.9-2.4x, fp8 2.0-2.7x, nf4
+2.3-2.5x, int3 2.4x, int2 1.5-1.7x); int8-path GEMV int4 g128 4.9-6.8x, q4_0 4.4-5.3x, q8_0
+3.7-3.8x, int4 per-row 6.1-6.2x, int4 g64 3.4x and 6.3x, q4_1 3.4-5.5x, int3 / int2 1.4-2.0x /
+1.8x (a 4-row tile: no streaming loop for them); GEMM float 1.2-1.3x, int8 0.6-1.5x (int4 g128
+1.5x; blocks of 32 0.6-0.7x).
 A call right after other work that streamed a lot of memory (in the bench, numpy's GEMV reading
 180 MB) finds its code and data evicted from the caches: an int8 GEMV of 8 x 4096 then takes
 about 100 us instead of 14 us, which is part of every figure above.
