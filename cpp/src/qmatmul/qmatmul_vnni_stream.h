@@ -11,8 +11,10 @@
 // of code * q. Blocks of a chunk or more (kBig): lanes are summed over the block's chunks,
 // zero * sum(q) comes off lane 0 (all still exact integers below 2^24), then one multiply-add by
 // sx * scale (blocks of one chunk: four at a time, folded as below). Blocks smaller than a
-// chunk (32 or 64 codes; group a multiple of the block): each lane is converted to float, its
-// block's zero * sum(q) (an exact float, < 2^24) is taken off the block's first lane, and it is
+// chunk (32 or 64 codes; group a multiple of the block): the chunks' lanes are summed per block
+// in integers, 16 blocks at a time (four or eight chunks folded), then corrected and scaled as
+// one vector; chunks left over (and a half chunk) go lane by lane: each lane converted to float,
+// its block's zero * sum(q) (an exact float, < 2^24) taken off the block's first lane, and
 // scaled by its block's sx * scale.
 // q4_1 (nibbles, zero 0) adds m * sx * sum(q) per block. A row of 4-bit codes may end in half a
 // chunk (64 codes, w.cols = 128k + 64, e.g. 576; blocks smaller than a chunk only): its 32 bytes
