@@ -7,7 +7,7 @@ import pytest
 import quantcore
 from quantcore import models
 from quantcore.models.demo import Config, FloatReference, format_table, layer_output_errors, run_demo
-from quantcore.models.quantized import QuantizedEmbedding, QuantizedLinear, quantize_model
+from quantcore.models.quantized import QuantizedEmbedding, QuantizedLinear, quantize_model, set_activations
 from test_models import CASES, write_tiny_llama
 
 
@@ -49,6 +49,41 @@ def test_quantized_forward_equals_float_forward_with_dequantized_weights(tiny):
     # and int8 is close to the float model
     ref = tiny.forward(ids)
     assert np.abs(q.forward(ids) - ref).max() < 0.05 * np.abs(ref).max()
+
+
+def test_int8_activations_run_every_quantized_linear_through_the_int8_path(tiny):
+    q = quantize_model(tiny, "rtn", "int4", group_size=16, activations="int8", progress=False)
+    assert all(lin.activations == "int8" for _, lin in q.named_linears())  # the q8_0 output too
+    ids = np.arange(1, 40)
+    # the same quantized weights, each linear's product recomputed with matmul's int8 path
+    x = q.embed(ids)
+    lin = q.blocks[0].linears["q"]
+    np.testing.assert_array_equal(lin(x), quantcore.matmul(x, lin.qt, activations="int8"))
+    assert not np.array_equal(lin(x), quantcore.matmul(x, lin.qt))
+    # switching back gives the float-activation model, bit for bit
+    float_acts = quantize_model(tiny, "rtn", "int4", group_size=16, progress=False)
+    y8 = q.forward(ids)
+    assert not np.array_equal(y8, float_acts.forward(ids))
+    ref = float_acts.forward(ids)
+    assert np.abs(y8 - ref).max() < 0.05 * np.abs(ref).max()  # int8 rounding of x: a small change
+    set_activations(q, None)
+    np.testing.assert_array_equal(q.forward(ids), ref)
+    # an fp8 model has no integer codes; an nf4 output stays on float activations
+    fp8 = quantize_model(tiny, "fp8", "fp8_e4m3fn", group_size=-1, progress=False)
+    with pytest.raises(ValueError, match=r"set_activations: activations='int8' needs integer codes.*fp8_e4m3fn"):
+        set_activations(fp8, "int8")
+    assert all(lin.activations is None for _, lin in fp8.named_linears())  # nothing changed
+    q.output = QuantizedLinear(quantcore.quantize(tiny.output.weight, "nf4", group_size=32))
+    set_activations(q, "int8")
+    assert q.output.activations is None and q.blocks[0].linears["q"].activations == "int8"
+    with pytest.raises(ValueError, match=r"quantize_model: activations='int8' needs integer codes.*'nf4'"):
+        quantize_model(tiny, "rtn", "nf4", activations="int8")
+    with pytest.raises(ValueError, match=r"quantize_model: activations must be None or 'int8' \(got 'int4'\)"):
+        quantize_model(tiny, "rtn", "int4", activations="int4")
+    with pytest.raises(ValueError, match=r"QuantizedLinear: activations must be None or 'int8' \(got 'fp16'\)"):
+        lin.activations = "fp16"
+    with pytest.raises(ValueError, match=r"QuantizedLinear: activations='int8' needs integer codes"):
+        QuantizedLinear(fp8.blocks[0].linears["q"].qt, activations="int8")
 
 
 def test_quantized_embedding_looks_up_dequantized_rows(tiny):
@@ -129,6 +164,11 @@ def test_cli_quantize_then_eval(tiny_path, tmp_path, capsys):
     assert cli.main(["eval", str(own), "--windows", "1", "--decode-tokens", "2", "--quiet"]) == 0
     text = capsys.readouterr().out
     assert "perplexity" in text and "decode" in text and "weight memory" in text
+    assert cli.main(["eval", str(own), "--windows", "1", "--decode-tokens", "2", "--quiet", "--activations", "int8"]) == 0
+    text8 = capsys.readouterr().out
+    assert "perplexity" in text8 and text8.split()[1] != text.split()[1]  # int8 activations move it a little
+    assert cli.main(["eval", str(tiny_path), "--windows", "1", "--quiet", "--activations", "int8"]) == 2
+    assert "needs a model with quantized linears" in capsys.readouterr().err
     assert cli.main(["quantize", str(tiny_path), "-o", str(tmp_path / "x.bin"), "--quiet"]) == 2
     assert "-o must name a .gguf or .safetensors file" in capsys.readouterr().err
 

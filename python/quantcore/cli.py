@@ -59,6 +59,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from quantcore.models import evaluate
 
     model = _load_any(args.model)
+    if args.activations == "int8":
+        from quantcore.models.quantized import set_activations
+
+        set_activations(model, "int8")
     result = evaluate.perplexity(model, n_windows=args.windows, progress=not args.quiet)
     print(f"perplexity {result.perplexity:.4f} over {result.n_windows} windows x {evaluate.WINDOW - 1} scored tokens")
     s = evaluate.speed(model, decode_tokens=args.decode_tokens)
@@ -99,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", nargs="?", default=None, help=".gguf or quantcore .safetensors (default: SmolLM2)")
     p.add_argument("--windows", type=int, default=8, help="evaluation windows of 512 tokens (default 8)")
     p.add_argument("--decode-tokens", type=int, default=16, help="timed one-token decode steps")
+    p.add_argument("--activations", default="float", choices=("float", "int8"),
+                   help="int8: a quantized model's linears on int8 activations (default float)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_eval)
     return parser
