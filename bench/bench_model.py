@@ -1,6 +1,7 @@
 """SmolLM2-135M decode: one-token steps through the KV cache, the float32 numpy forward against
 the same model with its linears quantized (RTN int4 group 64 asymmetric, the demo's int4 row;
-embedding / output at q8_0) running through quantcore.matmul.
+embedding / output at q8_0) running through quantcore.matmul, with float32 activations and with
+int8 activations (quantize_model's activations="int8").
 
     python -m pytest bench/bench_model.py --benchmark-only -q
 
@@ -58,8 +59,10 @@ def test_decode_float32_numpy(benchmark, float_model, prompt):
     benchmark.extra_info.update(role="baseline", tokens_per_s=DECODE / benchmark.stats.stats.median)
 
 
-def test_decode_int4_g64(benchmark, float_model, prompt):
-    model = quantized.quantize_model(float_model, "rtn", "int4", group_size=64, progress=False)
+@pytest.mark.parametrize("activations", [None, "int8"], ids=["float", "int8"])
+def test_decode_int4_g64(benchmark, float_model, prompt, activations):
+    model = quantized.quantize_model(float_model, "rtn", "int4", group_size=64, activations=activations,
+                                     progress=False)
     _bench(benchmark, model, prompt)
     benchmark.extra_info.update(tokens_per_s=DECODE / benchmark.stats.stats.median,
                                 weight_MB=round(model.weight_nbytes() / 2**20, 1))
