@@ -67,11 +67,7 @@ class QuantizedLinear:
 
     @activations.setter
     def activations(self, value: str | None) -> None:
-        if value is not None and value != "int8":
-            raise ValueError(f"QuantizedLinear: activations must be None or 'int8' (got {value!r})")
-        if value == "int8" and self.qt.scheme not in INT8_SCHEMES:
-            raise ValueError(f"QuantizedLinear: activations='int8' needs integer codes: schemes {list(INT8_SCHEMES)} "
-                             f"(got scheme {self.qt.scheme!r})")
+        _check_activations("QuantizedLinear", value, [self.qt.scheme])
         self._activations = value
 
     @property
@@ -148,6 +144,16 @@ def _check_method(method: object, scheme: object) -> None:
         raise ValueError(f"quantize_model: method 'fp8' needs scheme 'fp8_e4m3fn' or 'fp8_e5m2' (got {scheme!r})")
     if method in CALIBRATED and (scheme == "nf4" or str(scheme).startswith("fp8_")):
         raise ValueError(f"quantize_model: method {method!r} needs an integer or GGUF scheme (got {scheme!r})")
+
+
+def _check_activations(fn: str, activations: object, schemes: list[str]) -> None:
+    """ValueError naming `fn` unless `activations` is None, or "int8" with integer codes in every
+    one of `schemes`."""
+    if activations is not None and activations != "int8":
+        raise ValueError(f"{fn}: activations must be None or 'int8' (got {activations!r})")
+    other = sorted({s for s in schemes if s not in INT8_SCHEMES}) if activations == "int8" else []
+    if other:
+        raise ValueError(f"{fn}: activations='int8' needs integer codes: schemes {list(INT8_SCHEMES)} (got {other})")
 
 
 def _quantize_embedding(model: LlamaModel, embedding_scheme: str | None) -> tuple[object, object]:
@@ -236,11 +242,7 @@ def quantize_model(model: LlamaModel, method: str = "rtn", scheme: str = "int4",
         ValueError: unknown method or scheme, or a scheme that does not fit the method.
     """
     _check_method(method, scheme)
-    if activations is not None and activations != "int8":
-        raise ValueError(f"quantize_model: activations must be None or 'int8' (got {activations!r})")
-    if activations == "int8" and scheme not in INT8_SCHEMES:
-        raise ValueError(f"quantize_model: activations='int8' needs integer codes: schemes {list(INT8_SCHEMES)} "
-                         f"(got scheme {scheme!r})")
+    _check_activations("quantize_model", activations, [scheme])
     if embedding_scheme is not None and embedding_scheme not in SCHEMES:
         raise ValueError(f"quantize_model: embedding_scheme must be one of {list(SCHEMES)} or None "
                          f"(got {embedding_scheme!r})")
@@ -301,17 +303,11 @@ def set_activations(model: LlamaModel, activations: str | None) -> LlamaModel:
     (ValueError otherwise, nothing changed); the output linear follows where its scheme has them
     (the default q8_0) and stays on float activations otherwise. A runtime choice, not part of
     the weights: exports do not record it. Returns `model`, changed in place."""
-    if activations is not None and activations != "int8":
-        raise ValueError(f"set_activations: activations must be None or 'int8' (got {activations!r})")
     linears = [lin for block in model.blocks for lin in block.linears.values() if isinstance(lin, QuantizedLinear)]
+    _check_activations("set_activations", activations, [lin.qt.scheme for lin in linears])
     if activations == "int8" and not linears:
         raise ValueError("set_activations: activations='int8' needs a model with quantized linears (quantize_model, "
                          "load_quantized); this one has none (a GGUF file loads as float32)")
-    if activations == "int8":
-        bad = sorted({lin.qt.scheme for lin in linears if lin.qt.scheme not in INT8_SCHEMES})
-        if bad:
-            raise ValueError(f"set_activations: activations='int8' needs integer codes: schemes {list(INT8_SCHEMES)} "
-                             f"(the model's linears have {bad})")
     for lin in linears:
         lin.activations = activations
     if isinstance(model.output, QuantizedLinear):
