@@ -128,26 +128,26 @@ void gemv_stream(const QWeight& w, std::size_t r0, std::size_t r1, const QInputI
       const float* sx = in.sx + i * in.n_blocks;
       const int32_t* qsum = in.qsum + i * in.n_blocks;
       __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-      auto chunk_dot = [&](std::size_t c, __m512i d) {
-        const __m512i bytes = codes.load(row, c);
-        if (!kNib) return _mm512_dpbusd_epi32(d, bytes, _mm512_loadu_si512(q + 64 * c));
-        const __m512i hi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(_mm512_srli_epi16(bytes, 4), low),
-                                               _mm512_loadu_si512(q + 128 * c + 64));
-        return _mm512_add_epi32(_mm512_dpbusd_epi32(d, _mm512_and_si512(bytes, low), _mm512_loadu_si512(q + 128 * c)), hi);
-      };
       // the low nibbles of `bytes` times q_lo plus the high nibbles times q_hi, one chain of two
-      // vpdpbusd (for a chunk on its own: the folded paths, whose chunks are independent)
+      // vpdpbusd
       auto nibbles_dot = [&](__m512i bytes, __m512i q_lo, __m512i q_hi) {
         const __m512i lo = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(bytes, low), q_lo);
         return _mm512_dpbusd_epi32(lo, _mm512_and_si512(_mm512_srli_epi16(bytes, 4), low), q_hi);
       };
+      // chunk c's int32 lanes on their own
       auto chunk_alone = [&](std::size_t c) {
-        if (!kNib) return chunk_dot(c, _mm512_setzero_si512());
-        return nibbles_dot(codes.load(row, c), _mm512_loadu_si512(q + 128 * c), _mm512_loadu_si512(q + 128 * c + 64));
+        const __m512i bytes = codes.load(row, c);
+        if (!kNib) return _mm512_dpbusd_epi32(_mm512_setzero_si512(), bytes, _mm512_loadu_si512(q + 64 * c));
+        return nibbles_dot(bytes, _mm512_loadu_si512(q + 128 * c), _mm512_loadu_si512(q + 128 * c + 64));
+      };
+      // d plus chunk c's lanes (nibbles: d's chain waits on one add, not on the vpdpbusd chain)
+      auto chunk_dot = [&](std::size_t c, __m512i d) {
+        if (!kNib) return _mm512_dpbusd_epi32(d, codes.load(row, c), _mm512_loadu_si512(q + 64 * c));
+        return _mm512_add_epi32(d, chunk_alone(c));
       };
       if (kOneChunk) {  // block == group == chunk: one pass, nothing precomputed
         auto block_term = [&](std::size_t b) {
-          const __m512i d = chunk_dot(b, _mm512_setzero_si512());
+          const __m512i d = chunk_alone(b);
           const __m512i dz = _mm512_mask_sub_epi32(d, first_lane, d, _mm512_set1_epi32(static_cast<int32_t>(p.zero[b]) * qsum[b]));
           return std::pair{_mm512_cvtepi32_ps(dz), _mm512_set1_ps(sx[b] * p.scale[b])};
         };
@@ -180,7 +180,7 @@ void gemv_stream(const QWeight& w, std::size_t r0, std::size_t r1, const QInputI
         auto block_term = [&](std::size_t b) {
           // two chains of vpdpbusd: one chain waited on the instruction's latency
           const std::size_t c0 = b * chunks_per_block, c1 = c0 + chunks_per_block;
-          __m512i d = chunk_dot(c0, _mm512_setzero_si512()), e = _mm512_setzero_si512();
+          __m512i d = chunk_alone(c0), e = _mm512_setzero_si512();
           std::size_t c = c0 + 1;
           for (; c + 2 <= c1; c += 2) {
             e = chunk_dot(c, e);
@@ -208,7 +208,7 @@ void gemv_stream(const QWeight& w, std::size_t r0, std::size_t r1, const QInputI
           return std::pair{_mm512_sub_ps(d, correction), _mm512_mul_ps(lanes(sx), lanes(ps))};
         };
         auto chunk_term = [&](std::size_t c) {
-          return chunk_lanes(c, chunk_dot(c, _mm512_setzero_si512()), chunk_blocks);
+          return chunk_lanes(c, chunk_alone(c), chunk_blocks);
         };
         std::size_t c = 0;
         // blocks of 32: 16 blocks at a time, each block's lanes summed in integers first
